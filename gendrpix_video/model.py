@@ -1,0 +1,114 @@
+"""GenDR-Pix: pixel-unshuffle x8 -> UNet -> pixel-shuffle x8, no VAE.
+
+`GenDRPix.forward` maps a target-sized RGB image in [0, 1], already padded to the x8 grid, to its
+restoration. Resizing, grid phases and guidance live in `padcfg.py`.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configs import SHUFFLE, UNetConfig, get_config
+from .unet import Conditioning, UNet
+
+# Contexts: 0 = c_pos (the restoration prompt), 1 = c_neg (the softer, fidelity-leaning one).
+POS, NEG = 0, 1
+DEFAULT_SCALE_RANGE = (1.0, 4.0)
+
+
+class GenDRPix(nn.Module):
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        self.unet = UNet(config)
+        # Learned prompt embeddings replace the text encoder (stored in the weights file).
+        self.c_pos = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
+        self.c_neg = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
+        self.scale_range = DEFAULT_SCALE_RANGE
+        self.metadata: dict = {}
+        self._cache: tuple | None = None
+        self._lock = threading.Lock()
+
+    # -- properties the callers use ------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.c_pos.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.c_pos.dtype
+
+    @property
+    def trained(self) -> bool:
+        return self.metadata.get("provenance", {}).get("trained", False) is True
+
+    # -- constants, once per load ---------------------------------------------------------------
+    def conditioning(self) -> Conditioning:
+        """Time projections and cross-attention K/V for (c_pos, c_neg).
+
+        In training they depend on the weights being learned, so they are recomputed each call; in
+        inference they are computed once and cached until the weights, device or dtype change.
+        """
+        if self.training or torch.is_grad_enabled() and self.c_pos.requires_grad:
+            return self.unet.conditioning(torch.stack([self.c_pos, self.c_neg]))
+        key = (self.device, self.dtype)
+        cache = self._cache
+        if cache is None or cache[0] != key:
+            with self._lock:  # several CUDA streams / VapourSynth threads may ask at once
+                cache = self._cache
+                if cache is None or cache[0] != key:
+                    with torch.no_grad():
+                        cond = self.unet.conditioning(torch.stack([self.c_pos, self.c_neg]))
+                    cache = self._cache = (key, cond)
+        return cache[1]
+
+    def invalidate(self) -> None:
+        self._cache = None
+
+    def train(self, mode: bool = True):
+        self.invalidate()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.invalidate()
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.invalidate()
+        return super().load_state_dict(*args, **kwargs)
+
+    # -- the network ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None) -> torch.Tensor:
+        """`x`: N x 3 x H x W in [0, 1], H and W multiples of 8. `ctx_index`: per-sample context
+        (POS/NEG); None means c_pos for all. Returns N x 3 x H x W (not clamped)."""
+        s = x * 2 - 1
+        z = F.pixel_unshuffle(s, SHUFFLE)
+        if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
+            z = z.contiguous(memory_format=torch.channels_last)
+        out = F.pixel_shuffle(self.unet(z, self.conditioning(), ctx_index), SHUFFLE)
+        y = s + out if self.config.residual else out
+        return (y + 1) * 0.5
+
+
+def build_model(config_name: str | UNetConfig, device: str | torch.device = "cpu") -> GenDRPix:
+    """An untrained network of a registered config (device 'meta' builds it without memory).
+
+    conv_out starts at zero, so with the residual output an untrained model returns the bicubic
+    upscale: a safe starting point for training and an honest stand-in before weights exist.
+    """
+    cfg = config_name if isinstance(config_name, UNetConfig) else get_config(config_name)
+    with torch.device(device):
+        model = GenDRPix(cfg)
+    if model.device.type != "meta":
+        nn.init.zeros_(model.unet.conv_out.weight)
+        nn.init.zeros_(model.unet.conv_out.bias)
+    model.metadata = {"provenance": {"trained": False, "note": "untrained: output equals bicubic"}}
+    return model.eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,94 @@
+"""PadCFG: classifier-free guidance and a self-ensemble in one, over two phases of the x8 grid.
+
+    y = w * crop(G(pad(x, p_pos), c_pos)) + (1 - w) * crop(G(pad(x, p_neg), c_neg))
+
+Both branches run as one batch. `w` (the user's "detail") = 1 runs the c_pos branch alone.
+The phases come from the seed and stay fixed for a whole clip, so every frame sees the same grid.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+
+from .configs import SHUFFLE
+from .model import NEG, POS, GenDRPix
+
+Pad = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)
+
+
+def grid_phases(seed: int = 0) -> tuple[Pad, Pad]:
+    """(positive, negative) paddings. Seed 0 is the paper's (4,4,4,4) and (3,5,3,5); another seed
+    picks another phase for c_pos and the phase one pixel up-left of it for c_neg."""
+    if seed == 0:
+        p, q = 4, 4
+    else:
+        rng = random.Random(seed)
+        p, q = rng.randrange(SHUFFLE), rng.randrange(SHUFFLE)
+    pn, qn = (p - 1) % SHUFFLE, (q - 1) % SHUFFLE
+    return (p, SHUFFLE - p, q, SHUFFLE - q), (pn, SHUFFLE - pn, qn, SHUFFLE - qn)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic to the target size on x's device (antialiased when shrinking)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=shrink)
+
+
+def pad_to_grid(x: torch.Tensor, phase: Pad, mode: str) -> torch.Tensor:
+    """Pad by `phase`, plus whatever right/bottom margin reaches a multiple of 8."""
+    h, w = x.shape[-2:]
+    l, r, t, b = phase
+    r += -(w + l + r) % SHUFFLE
+    b += -(h + t + b) % SHUFFLE
+    if mode == "reflect" and (max(l, r) >= w or max(t, b) >= h):
+        mode = "replicate"  # reflect needs a pad smaller than the image
+    return F.pad(x, (l, r, t, b), mode=mode)
+
+
+def crop(y: torch.Tensor, phase: Pad, size: tuple[int, int]) -> torch.Tensor:
+    l, _, t, _ = phase
+    return y[..., t:t + size[0], l:l + size[1]]
+
+
+def check_frames(frames) -> None:
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"frames must be N x 3 x h x w RGB, got shape {tuple(frames.shape)}")
+    if not frames.is_floating_point():
+        raise TypeError(f"frames must be float in [0, 1], got {frames.dtype}")
+
+
+@torch.inference_mode()
+def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float = 1.0,
+            seed: int = 0) -> torch.Tensor:
+    """Restore `frames` (N x 3 x h x w, float RGB in [0, 1], any device) to N x 3 x H x W.
+
+    The result is in [0, 1], on the device and in the dtype of `frames`.
+    """
+    check_frames(frames)
+    size = (int(size[0]), int(size[1]))
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    detail = float(detail)
+    x = frames.to(model.device, non_blocking=True)
+    # Resize in at least fp32 where the device has no fast half bicubic (CPU), then the model dtype.
+    work = model.dtype if x.is_cuda else torch.float32
+    x_up = resize(x.to(work), size).to(model.dtype)
+    pos, neg = grid_phases(seed)
+    mode = model.config.pad_mode
+    if detail == 1.0:
+        y = crop(model(pad_to_grid(x_up, pos, mode)), pos, size)
+    else:
+        n = x_up.shape[0]
+        batch = torch.cat([pad_to_grid(x_up, pos, mode), pad_to_grid(x_up, neg, mode)])
+        ctx = torch.tensor([POS] * n + [NEG] * n, device=model.device)
+        out = model(batch, ctx)
+        y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
+    # A device-to-host copy must complete before the caller reads it: blocking there.
+    return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
