@@ -1,0 +1,270 @@
+"""The core: network, PadCFG, weights file. CPU, tiny config."""
+
+import json
+import struct
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gendrpix_video import CONFIGS, WeightsError, build_model, get_config, load_model, restore, save_weights
+from gendrpix_video.configs import SHUFFLE
+from gendrpix_video.model import NEG, POS
+from gendrpix_video.padcfg import grid_phases
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    m = build_model("tiny")
+    # A trained-looking model: random conv_out, so the network's output is not just bicubic.
+    torch.nn.init.normal_(m.unet.conv_out.weight, std=0.02)
+    return m.eval()
+
+
+def test_pixel_unshuffle_round_trip():
+    x = torch.rand(2, 3, 64, 48)
+    z = F.pixel_unshuffle(x, SHUFFLE)
+    assert z.shape == (2, 192, 8, 6)
+    assert torch.equal(F.pixel_shuffle(z, SHUFFLE), x)
+
+
+def test_padcfg_matches_formula_by_hand(tiny):
+    x = torch.rand(1, 3, 24, 20)
+    size, w = (48, 40), 1.7
+    up = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    # Paper's offsets: (4,4,4,4) for c_pos and (3,5,3,5) for c_neg (left, right, top, bottom).
+    with torch.no_grad():
+        g_pos = tiny(F.pad(up, (4, 4, 4, 4), mode="reflect"), torch.tensor([POS]))[..., 4:52, 4:44]
+        g_neg = tiny(F.pad(up, (3, 5, 3, 5), mode="reflect"), torch.tensor([NEG]))[..., 3:51, 3:43]
+    expected = (w * g_pos + (1 - w) * g_neg).clamp(0, 1)
+    got = restore(tiny, x, size, detail=w, seed=0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_detail_one_is_a_single_pass(tiny):
+    x = torch.rand(2, 3, 16, 16)
+    calls = []
+    hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        got = restore(tiny, x, (32, 32), detail=1.0)
+    finally:
+        hook.remove()
+    assert calls == [2]  # one UNet pass over the 2 frames, no second branch
+    up = F.interpolate(x, size=(32, 32), mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        single = tiny(F.pad(up, (4, 4, 4, 4), mode="reflect"))[..., 4:36, 4:36].clamp(0, 1)
+    torch.testing.assert_close(got, single, atol=1e-6, rtol=0)
+
+
+def test_guidance_runs_both_branches_in_one_batch(tiny):
+    calls = []
+    hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        restore(tiny, torch.rand(3, 3, 16, 16), (32, 32), detail=2.0)
+    finally:
+        hook.remove()
+    assert calls == [6]
+
+
+def test_same_seed_same_output_other_seed_other_phase(tiny):
+    x = torch.rand(1, 3, 20, 28)
+    a = restore(tiny, x, (40, 56), detail=1.5, seed=7)
+    b = restore(tiny, x, (40, 56), detail=1.5, seed=7)
+    assert torch.equal(a, b)
+    assert grid_phases(0) == ((4, 4, 4, 4), (3, 5, 3, 5))
+    phases = {grid_phases(s) for s in range(1, 40)}
+    assert len(phases) > 10 and all(sum(p[:2]) == 8 and sum(p[2:]) == 8 for ph in phases for p in ph)
+    assert not torch.equal(a, restore(tiny, x, (40, 56), detail=1.5, seed=grid_seed_with_other_phase(7)))
+
+
+def grid_seed_with_other_phase(seed):
+    return next(s for s in range(1, 100) if grid_phases(s) != grid_phases(seed))
+
+
+@pytest.mark.parametrize("size", [(403, 721), (61, 97), (8, 8), (33, 17)])
+def test_odd_sizes_exact(tiny, size):
+    x = torch.rand(1, 3, 31, 45)
+    for detail in (1.0, 1.3):
+        y = restore(tiny, x, size, detail=detail)
+        assert y.shape == (1, 3, *size)
+        assert y.min() >= 0 and y.max() <= 1
+
+
+def test_restore_keeps_device_dtype_and_validates(tiny):
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    assert restore(tiny, x, (24, 24)).dtype == torch.float64
+    with pytest.raises(ValueError, match="N x 3 x h x w"):
+        restore(tiny, torch.rand(3, 16, 16), (32, 32))
+    with pytest.raises(TypeError, match="float"):
+        restore(tiny, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), (16, 16))
+
+
+def test_untrained_model_is_bicubic():
+    m = build_model("tiny")
+    x = torch.rand(1, 3, 20, 20)
+    up = F.interpolate(x, size=(40, 40), mode="bicubic", align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(restore(m, x, (40, 40)), up, atol=1e-6, rtol=0)
+
+
+def test_tiny_is_fast_on_cpu(tiny):
+    x = torch.rand(1, 3, 32, 32)
+    restore(tiny, x, (64, 64))
+    t = time.perf_counter()
+    restore(tiny, x, (64, 64))
+    assert time.perf_counter() - t < 1.0
+
+
+def test_constants_are_computed_once_per_load(tiny):
+    x = torch.rand(1, 3, 16, 16)
+    restore(tiny, x, (32, 32))
+    calls = []
+    hook = tiny.unet.time_embedding.register_forward_hook(lambda *a: calls.append(1))
+    k_hook = tiny.unet.cross_attentions[0].to_k.register_forward_hook(lambda *a: calls.append(2))
+    try:
+        for _ in range(3):
+            restore(tiny, x, (32, 32), detail=1.5)
+    finally:
+        hook.remove()
+        k_hook.remove()
+    assert calls == []
+    # Changing the weights (load_state_dict) recomputes them.
+    tiny.load_state_dict(tiny.state_dict())
+    assert tiny._cache is None
+
+
+def test_meta_device_sd21():
+    m = build_model("sd21", device="meta")
+    n = sum(p.numel() for p in m.unet.parameters())
+    assert 860e6 < n < 870e6
+    assert m.unet.conv_in.weight.shape == (320, 192, 3, 3)
+    assert m.unet.conv_out.weight.shape == (192, 320, 3, 3)
+
+
+# -- weights file -----------------------------------------------------------------------------------
+
+def test_save_load_round_trip(tiny, tmp_path):
+    p = save_weights(tiny, tmp_path / "w.safetensors", provenance={"steps": 12}, license="Apache-2.0",
+                     scale_range=(2, 4))
+    m = load_model(p, device="cpu")
+    for (k, a), (k2, b) in zip(tiny.state_dict().items(), m.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert m.config == tiny.config
+    assert m.scale_range == (2.0, 4.0)
+    assert m.metadata["provenance"]["steps"] == 12 and m.metadata["license"] == "Apache-2.0"
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(restore(m, x, (32, 32), detail=1.4), restore(tiny, x, (32, 32), detail=1.4))
+
+
+def test_save_fp16_for_shipping(tiny, tmp_path):
+    p = save_weights(tiny, tmp_path / "h.safetensors", dtype=torch.float16)
+    m = load_model(p, device="cpu", dtype=torch.float16)
+    assert m.dtype == torch.float16
+    assert torch.equal(m.unet.conv_in.weight, tiny.unet.conv_in.weight.half())
+
+
+@pytest.fixture
+def good_file(tiny, tmp_path):
+    return save_weights(tiny, tmp_path / "good.safetensors")
+
+
+def rewrite_header(path, edit):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    edit(header)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + data)
+
+
+def test_bad_file_not_safetensors(tmp_path):
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(b"PK\x03\x04 this is a zip or a pickle, not safetensors" * 4)
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        load_model(p)
+    p.write_bytes(b"")
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        load_model(p)
+
+
+def test_bad_file_missing(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(WeightsError, match="unknown model"):
+        load_model("no-such-model")
+
+
+def test_bad_file_truncated(good_file):
+    raw = good_file.read_bytes()
+    good_file.write_bytes(raw[:len(raw) - 100])
+    with pytest.raises(WeightsError, match="truncated"):
+        load_model(good_file)
+
+
+def test_bad_file_unknown_config(good_file):
+    def edit(h):
+        h["__metadata__"]["config_name"] = "huge9000"
+    rewrite_header(good_file, edit)
+    with pytest.raises(WeightsError, match="unknown config 'huge9000'"):
+        load_model(good_file)
+
+
+def test_bad_file_missing_tensors(good_file):
+    rewrite_header(good_file, lambda h: (h.pop("c_neg"), h.pop("conv_in.bias")))
+    with pytest.raises(WeightsError, match="missing 2 tensors.*c_neg"):
+        load_model(good_file)
+
+
+def test_bad_file_wrong_shape(good_file):
+    def edit(h):
+        h["conv_in.bias"]["shape"] = [16, 2]
+    rewrite_header(good_file, edit)
+    with pytest.raises(WeightsError, match=r"conv_in.bias has shape \(16, 2\).*expects \(32,\)"):
+        load_model(good_file)
+
+
+def test_bad_file_no_metadata(tiny, tmp_path):
+    from safetensors.torch import save_file
+    p = tmp_path / "bare.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny.unet.state_dict().items()}, str(p))
+    with pytest.raises(WeightsError, match="no gendrpix-video metadata"):
+        load_model(p)
+
+
+# -- diffusers layout ---------------------------------------------------------------------------------
+
+diffusers = pytest.importorskip("diffusers", reason="diffusers is a test-only dependency")
+
+
+@pytest.mark.parametrize("name", ["sd21", "small", "tiny"])
+def test_state_dict_matches_diffusers(name):
+    cfg = get_config(name)
+    with torch.device("meta"):
+        ref = diffusers.UNet2DConditionModel(**cfg.diffusers_config())
+    ours = build_model(name, device="meta").unet
+    a = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    b = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert a == b
+
+
+def test_same_function_as_diffusers():
+    torch.manual_seed(1)
+    cfg = get_config("tiny")
+    ref = diffusers.UNet2DConditionModel(**cfg.diffusers_config()).eval()
+    m = build_model("tiny")
+    m.unet.load_state_dict(ref.state_dict())
+    z = torch.randn(2, 192, 9, 13)  # odd latent sizes exercise the upsampler's size matching
+    ctx = torch.randn(2, cfg.context_tokens, cfg.cross_attention_dim)
+    with torch.no_grad():
+        r = ref(z, cfg.timestep, encoder_hidden_states=ctx).sample
+        o = m.unet(z, m.unet.conditioning(ctx), torch.tensor([0, 1]))
+    torch.testing.assert_close(o, r, atol=1e-5, rtol=1e-4)
+
+
+def test_registry_has_the_sizes_the_issue_asks_for():
+    counts = {n: sum(p.numel() for p in build_model(n, device="meta").parameters()) for n in CONFIGS}
+    assert any(20e6 <= c <= 80e6 for c in counts.values())
+    assert any(c < 10e6 for n, c in counts.items() if n != "tiny")
