@@ -1,0 +1,429 @@
+"""The ``gendrpix`` VapourSynth filter (imported as ``vsgendrpix``).
+
+Design notes
+------------
+* Batching: frame ``n`` belongs to batch ``k = n // batch_size``, i.e. frames
+  ``[k*B, (k+1)*B)``.  For every slot ``j`` of a batch a helper clip whose frame
+  ``n`` is source frame ``k*B + j`` is built with ``std.SelectEvery``; one
+  ``std.ModifyFrame`` over ``[blank output clip, slot clips...]`` therefore
+  receives every input frame of the batch through VapourSynth's own frame
+  requests (no ``get_frame`` inside callbacks, so no deadlocks).  A
+  ``std.FrameEval`` makes one ModifyFrame instance per frame, because one
+  instance runs its Python callbacks one at a time.  The first
+  request of a batch runs the network on all of it; the other frames of that
+  batch are served from a small cache.  The partition of the clip into batches
+  is fixed, so frame ``n`` is the same whichever order frames are requested in.
+* Concurrency: ``num_streams`` slots, each with its own CUDA stream, are handed
+  out through a queue (one batch per slot at a time).  Torch ops and stream
+  synchronisation release the GIL, so several VapourSynth worker threads keep
+  the GPU busy while Python waits.
+* PadCFG offsets come from ``seed`` and are identical for every batch.
+* Nothing is printed: vspipe's stdout stays a clean video stream.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from collections import OrderedDict
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+import vapoursynth as vs
+
+__all__ = ["gendrpix"]
+
+_NAME = "gendrpix"
+
+_DTYPES: dict[str, torch.dtype] = {
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+# Models loaded from a name/path are shared between calls of the same script.
+_MODEL_CACHE: dict[tuple[str, str, str], Any] = {}
+_MODEL_CACHE_LOCK = threading.Lock()
+
+
+def _err(msg: str) -> vs.Error:
+    return vs.Error(f"{_NAME}: {msg}")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _suggest_conversion(clip: vs.VideoNode) -> str:
+    fmt = clip.format
+    target = "vs.RGBH"
+    if fmt.color_family == vs.YUV:
+        matrix = "709" if (clip.width > 1024 or clip.height > 576) else "170m"
+        return f'core.resize.Bicubic(clip, format={target}, matrix_in_s="{matrix}")'
+    return f"core.resize.Bicubic(clip, format={target})"
+
+
+def _check_clip(clip: Any) -> vs.VideoNode:
+    if not isinstance(clip, vs.VideoNode):
+        raise _err(f"clip must be a vapoursynth.VideoNode (a video clip), got {type(clip).__name__}")
+    if clip.format is None or clip.format.id == vs.PresetVideoFormat.NONE:
+        raise _err("clips with variable format are not supported; convert to RGBH or RGBS first")
+    if clip.width == 0 or clip.height == 0:
+        raise _err(
+            "clips with variable frame size are not supported; resize to a constant size first, "
+            "e.g. core.resize.Bicubic(clip, width=1920, height=1080)"
+        )
+    if clip.format.id not in (vs.RGBH, vs.RGBS):
+        raise _err(
+            f"input must be RGBH or RGBS, got {clip.format.name}; "
+            f"convert with {_suggest_conversion(clip)}"
+        )
+    return clip
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _output_size(
+    w: int, h: int, scale: Any, width: Any, height: Any
+) -> tuple[int, int]:
+    if scale is not None and (width is not None or height is not None):
+        raise _err("give either scale or width/height, not both")
+    for name, v in (("width", width), ("height", height)):
+        if v is not None and (not _is_int(v) or v < 1):
+            raise _err(f"{name} must be a positive integer, got {v!r}")
+    if scale is not None:
+        if not _is_real(scale) or not math.isfinite(scale) or scale <= 0:
+            raise _err(f"scale must be a positive number, got {scale!r}")
+        return max(1, round(w * scale)), max(1, round(h * scale))
+    if width is not None and height is not None:
+        return int(width), int(height)
+    if height is not None:
+        # keep the aspect ratio; round to an even width so 4:2:0 output stays possible
+        exact = w * height / h
+        out_w = int(exact) if float(exact).is_integer() else max(2, 2 * round(exact / 2))
+        return out_w, int(height)
+    if width is not None:
+        exact = h * width / w
+        out_h = int(exact) if float(exact).is_integer() else max(2, 2 * round(exact / 2))
+        return int(width), out_h
+    return 2 * w, 2 * h  # default: 2x
+
+
+def _parse_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+            raise _err(f"dtype must be float16, bfloat16 or float32, got {dtype}")
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise _err(f"dtype must be a torch dtype or one of {sorted(_DTYPES)}, got {dtype!r}")
+
+
+def _pick_device(device_index: Any) -> torch.device:
+    if device_index is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    if not _is_int(device_index) or device_index < 0:
+        raise _err(f"device_index must be a non-negative integer or None, got {device_index!r}")
+    if not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise _err(
+            f"device_index={device_index} requests CUDA, but CUDA is not available ({why}); "
+            "leave device_index=None to run on the CPU"
+        )
+    count = torch.cuda.device_count()
+    if device_index >= count:
+        raise _err(f"device_index={device_index} is out of range: {count} CUDA device(s) visible")
+    return torch.device("cuda", device_index)
+
+
+def _get_model(model: Any, device_index: Any, dtype: Any) -> Any:
+    """Return a ready model; its ``.device``/``.dtype`` decide where inference runs."""
+    want_dtype = _parse_dtype(dtype)
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+            raise _err(
+                "model must be None, a weights name/path, or a model from "
+                f"gendrpix_video.build_model/load_model, got {type(model).__name__}"
+            )
+        dev = torch.device(model.device)
+        if device_index is not None:
+            want = _pick_device(device_index)
+            if dev != want:
+                raise _err(f"model is on {dev} but device_index={device_index} asks for {want}")
+        if want_dtype is not None and want_dtype != model.dtype:
+            raise _err(f"model is {model.dtype} but dtype={want_dtype} was requested")
+        return model
+
+    device = _pick_device(device_index)
+    if want_dtype is None:
+        if device.type == "cuda":
+            want_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            want_dtype = torch.float32
+    path = None if model is None else os.fspath(model)
+    key = (str(path), str(device), str(want_dtype))
+    with _MODEL_CACHE_LOCK:
+        cached = _MODEL_CACHE.get(key)
+        if cached is not None:
+            return cached
+        from gendrpix_video import WeightsError, load_model
+
+        try:
+            loaded = load_model(path, device=device, dtype=want_dtype)
+        except (WeightsError, OSError, ValueError, KeyError) as e:
+            raise _err(f"cannot load model {path!r}: {e}") from e
+        _MODEL_CACHE[key] = loaded
+        return loaded
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+class _Entry:
+    __slots__ = ("done", "result", "error", "served")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.served: set[int] = set()
+
+
+class _Runner:
+    """Runs batches on the device; caches finished batches until all their frames are served."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        num_frames: int,
+        batch_size: int,
+        num_streams: int,
+        out_size: tuple[int, int],
+        np_dtype: np.dtype,
+        detail: float,
+        seed: int,
+    ) -> None:
+        self.model = model
+        self.device = torch.device(model.device)
+        self.cuda = self.device.type == "cuda"
+        self.num_frames = num_frames
+        self.batch_size = batch_size
+        self.out_w, self.out_h = out_size
+        self.np_dtype = np.dtype(np_dtype)
+        self.t_dtype = torch.float16 if self.np_dtype == np.float16 else torch.float32
+        self.detail = float(detail)
+        self.seed = int(seed)
+
+        self.slots: queue.Queue = queue.Queue()
+        for _ in range(num_streams):
+            stream = torch.cuda.Stream(self.device) if self.cuda else None
+            self.slots.put(stream)
+
+        self.lock = threading.Lock()
+        self.cache: OrderedDict[int, _Entry] = OrderedDict()
+        self.max_entries = max(4, 2 * num_streams + 2)
+
+    # -- device work (called by the one thread that owns a batch) --
+    def _run_batch(self, frames: list[vs.VideoFrame]) -> np.ndarray:
+        count = len(frames)
+        h, w = frames[0].height, frames[0].width
+        stream = self.slots.get()  # blocks (GIL released) until a slot is free
+        try:
+            with torch.inference_mode():
+                host_in = torch.empty((count, 3, h, w), dtype=self.t_dtype, pin_memory=self.cuda)
+                view = host_in.numpy()
+                for i, f in enumerate(frames):
+                    for p in range(3):
+                        np.copyto(view[i, p], np.asarray(f[p]))
+                if self.cuda:
+                    with torch.cuda.device(self.device), torch.cuda.stream(stream):
+                        out = self._infer(host_in.to(self.device, non_blocking=True))
+                        host_out = torch.empty(out.shape, dtype=self.t_dtype, pin_memory=True)
+                        host_out.copy_(out, non_blocking=True)
+                        stream.synchronize()  # releases the GIL while the GPU works
+                else:
+                    host_out = self._infer(host_in).contiguous()
+            return host_out.numpy()
+        finally:
+            self.slots.put(stream)
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        from gendrpix_video import restore
+
+        x = x.to(self.model.dtype).clamp_(0.0, 1.0)
+        y = restore(self.model, x, size=(self.out_h, self.out_w), detail=self.detail, seed=self.seed)
+        return y.clamp_(0.0, 1.0).to(self.t_dtype)
+
+    # -- cache --
+    def get(self, n: int, frames: list[vs.VideoFrame]) -> np.ndarray:
+        """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's batch."""
+        k, j = divmod(n, self.batch_size)
+        with self.lock:
+            entry = self.cache.get(k)
+            owner = entry is None
+            if owner:
+                entry = _Entry()
+                self.cache[k] = entry
+                while len(self.cache) > self.max_entries:
+                    self.cache.popitem(last=False)
+            else:
+                self.cache.move_to_end(k)
+        if owner:
+            count = min(self.batch_size, self.num_frames - k * self.batch_size)
+            try:
+                entry.result = self._run_batch(frames[:count])
+            except BaseException as e:  # noqa: BLE001 - handed to waiting threads
+                entry.error = e
+                with self.lock:
+                    if self.cache.get(k) is entry:
+                        del self.cache[k]
+            finally:
+                entry.done.set()
+        else:
+            entry.done.wait()
+        if entry.error is not None:
+            e = entry.error
+            if isinstance(e, vs.Error):
+                raise e
+            raise _err(f"inference failed on frames {k * self.batch_size}.. : {type(e).__name__}: {e}") from e
+        with self.lock:
+            entry.served.add(j)
+            count = min(self.batch_size, self.num_frames - k * self.batch_size)
+            if len(entry.served) >= count and self.cache.get(k) is entry:
+                del self.cache[k]
+        return entry.result[j]
+
+
+def _copy_props(dst: vs.VideoFrame, src: vs.VideoFrame, sar_factor: Fraction) -> None:
+    props = dst.props
+    props.clear()
+    for key, value in src.props.items():
+        props[key] = value
+    if sar_factor != 1:
+        num, den = props.get("_SARNum"), props.get("_SARDen")
+        if _is_int(num) and _is_int(den) and num > 0 and den > 0:
+            sar = Fraction(num, den) * sar_factor
+            props["_SARNum"] = sar.numerator
+            props["_SARDen"] = sar.denominator
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def gendrpix(
+    clip: vs.VideoNode,
+    scale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    detail: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 1,
+    num_streams: int = 1,
+    device_index: int | None = None,
+    model: Any = None,
+    dtype: Any = None,
+) -> vs.VideoNode:
+    """Restore / upscale a clip with GenDR-Pix.
+
+    :param clip:         RGBH (fp16) or RGBS (fp32) clip of constant size; output has the same format.
+    :param scale:        Output size as a factor of the input size (default 2 when no size is given).
+    :param width:        Output width.  With only ``width`` or only ``height`` the aspect ratio is kept.
+    :param height:       Output height.
+    :param detail:       PadCFG guidance scale (1.0 = one pass; other values run two branches).
+    :param seed:         Fixes the PadCFG offsets for the whole clip.
+    :param batch_size:   Frames sent to the device together (frames [k*B, (k+1)*B) form batch k).
+    :param num_streams:  CUDA streams (batches) run concurrently.
+    :param device_index: CUDA device; None = CUDA if available, else CPU.
+    :param model:        None (embedded default weights), a weights name/path for ``load_model``,
+                         or a model from ``gendrpix_video.build_model``/``load_model``.
+    :param dtype:        Inference dtype ("bf16", "fp16", "fp32" or a torch dtype);
+                         default bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
+    """
+    clip = _check_clip(clip)
+    out_w, out_h = _output_size(clip.width, clip.height, scale, width, height)
+
+    if not _is_int(batch_size) or batch_size < 1:
+        raise _err(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not _is_int(num_streams) or num_streams < 1:
+        raise _err(f"num_streams must be an integer >= 1, got {num_streams!r}")
+    if not _is_real(detail) or not math.isfinite(detail) or detail < 0:
+        raise _err(f"detail must be a finite number >= 0, got {detail!r}")
+    if not _is_int(seed):
+        raise _err(f"seed must be an integer, got {seed!r}")
+
+    net = _get_model(model, device_index, dtype)
+
+    lo, hi = getattr(net, "scale_range", (0.0, math.inf))
+    sx, sy = out_w / clip.width, out_h / clip.height
+    if min(sx, sy) < lo - 1e-9 or max(sx, sy) > hi + 1e-9:
+        raise _err(
+            f"{clip.width}x{clip.height} -> {out_w}x{out_h} is a scale of {sx:.3g}x{sy:.3g}; "
+            f"the model supports {lo:g}x to {hi:g}x"
+        )
+
+    batch_size = int(min(batch_size, clip.num_frames))
+    runner = _Runner(
+        net,
+        num_frames=clip.num_frames,
+        batch_size=batch_size,
+        num_streams=int(num_streams),
+        out_size=(out_w, out_h),
+        np_dtype=np.float16 if clip.format.id == vs.RGBH else np.float32,
+        detail=float(detail),
+        seed=int(seed),
+    )
+    sar_factor = Fraction(clip.width * out_h, out_w * clip.height)
+
+    core = vs.core
+    src = clip
+    pad = (-clip.num_frames) % batch_size
+    if pad:
+        src = src + src[-1] * pad
+    if batch_size == 1:
+        slots = [src]
+    else:
+        # slot j: frame n -> source frame (n // B) * B + j
+        slots = [
+            core.std.SelectEvery(src, cycle=batch_size, offsets=[j] * batch_size, modify_duration=False)
+            for j in range(batch_size)
+        ]
+    blank = core.std.BlankClip(src, width=out_w, height=out_h, keep=True)
+
+    def _process(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        batch = f[1:]
+        result = runner.get(n, batch)
+        fout = f[0].copy()
+        for p in range(3):
+            np.copyto(np.asarray(fout[p]), result[p])
+        _copy_props(fout, batch[n % batch_size], sar_factor)
+        return fout
+
+    # One std.ModifyFrame instance runs its Python callbacks one at a time, so a fresh instance is
+    # made per frame through FrameEval: callbacks of different frames then run concurrently (a batch
+    # is still computed once, see _Runner.get) and no callback ever waits on a queued one.
+    inputs = [blank, *slots]
+    out = core.std.FrameEval(
+        blank, lambda n: core.std.ModifyFrame(blank, inputs, _process), clip_src=inputs
+    )
+    if pad:
+        out = out[: clip.num_frames]
+    return out
