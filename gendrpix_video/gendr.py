@@ -37,6 +37,8 @@ class VaeResnet(nn.Module):
 class VaeAttention(nn.Module):
     """Single-head self-attention over the latent grid (diffusers' VAE mid-block attention)."""
 
+    CHUNK = 16384
+
     def __init__(self, c):
         super().__init__()
         self.group_norm = nn.GroupNorm(32, c, eps=1e-6)
@@ -47,7 +49,8 @@ class VaeAttention(nn.Module):
         b, c, h, w = x.shape
         t = self.group_norm(x).flatten(2).transpose(1, 2)
         q, k, v = (f(t)[:, None] for f in (self.to_q, self.to_k, self.to_v))
-        o = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        # One 512-wide head is beyond the flash kernels; queries in chunks keep a math fallback in memory.
+        o = torch.cat([F.scaled_dot_product_attention(qc, k, v) for qc in q.split(self.CHUNK, dim=2)], dim=2)[:, 0]
         return x + self.to_out[0](o).transpose(1, 2).reshape(b, c, h, w)
 
 
