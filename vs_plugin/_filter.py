@@ -188,7 +188,7 @@ def _get_model(model: Any, device_index: Any, dtype: Any) -> Any:
 
         try:
             loaded = load_model(path, device=device, dtype=want_dtype)
-        except (WeightsError, OSError, ValueError, KeyError) as e:
+        except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as e:
             raise _err(f"cannot load model {path!r}: {e}") from e
         _MODEL_CACHE[key] = loaded
         return loaded
@@ -269,9 +269,9 @@ class _Runner:
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         from gendrpix_video import restore
 
-        x = x.to(self.model.dtype).clamp_(0.0, 1.0)
-        y = restore(self.model, x, size=(self.out_h, self.out_w), detail=self.detail, seed=self.seed)
-        return y.clamp_(0.0, 1.0).to(self.t_dtype)
+        # restore() works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
+        return restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
+                       detail=self.detail, seed=self.seed)
 
     # -- cache --
     def get(self, n: int, frames: list[vs.VideoFrame]) -> np.ndarray:

@@ -127,11 +127,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         model = a.model
         if a.smoke:
-            import torch
             from gendrpix_video import build_model, save_weights
 
             model = str(tmp / "tiny.safetensors")
-            save_weights(build_model("tiny", device="cpu", dtype=torch.float32), model)
+            save_weights(build_model("tiny", device="cpu"), model)
             if a.in_size == "1920x1080":
                 a.in_size = "64x48"
             if a.out_height == 2160:

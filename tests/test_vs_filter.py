@@ -1,0 +1,313 @@
+"""The VapourSynth filter `vsgendrpix.gendrpix` in-process, with real VapourSynth and the tiny config on CPU."""
+
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+vs = pytest.importorskip("vapoursynth")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _import_vsgendrpix():
+    """`import vsgendrpix`; before `pip install -e .` maps it to vs_plugin/, via a symlink shim."""
+    try:
+        import gendrpix_video  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(REPO))
+    try:
+        import vsgendrpix
+    except ImportError:
+        shim = Path(tempfile.mkdtemp(prefix="vsgendrpix-shim-"))
+        (shim / "vsgendrpix").symlink_to(REPO / "vs_plugin", target_is_directory=True)
+        sys.path.insert(0, str(shim))
+        import vsgendrpix
+    return vsgendrpix
+
+
+vsgendrpix = _import_vsgendrpix()
+gendrpix = vsgendrpix.gendrpix
+core = vs.core
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The tiny config on CPU in fp32, with a non-zero output layer so the network changes pixels."""
+    from gendrpix_video import build_model
+
+    torch.manual_seed(0)
+    m = build_model("tiny", device="cpu")
+    with torch.no_grad():
+        torch.nn.init.normal_(m.unet.conv_out.weight, std=0.01)
+    return m.eval()
+
+
+def _content(clip: vs.VideoNode) -> vs.VideoNode:
+    """Give every frame of a float RGB clip its own pattern (deterministic)."""
+
+    def paint(n, f):
+        fo = f.copy()
+        h, w = fo.height, fo.width
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        for p in range(3):
+            plane = 0.5 + 0.4 * np.sin(xx * (0.2 + 0.05 * p) + n) * np.cos(yy * 0.3 - 0.5 * n)
+            np.copyto(np.asarray(fo[p]), plane.astype(np.asarray(fo[p]).dtype))
+        return fo
+
+    return core.std.ModifyFrame(clip, clip, paint)
+
+
+def _src(fmt=vs.RGBS, w=64, h=48, length=7, **kw) -> vs.VideoNode:
+    clip = core.std.BlankClip(format=fmt, width=w, height=h, length=length, fpsnum=24000, fpsden=1001, **kw)
+    return _content(clip)
+
+
+def _planes(frame: vs.VideoFrame) -> np.ndarray:
+    return np.stack([np.asarray(frame[p]) for p in range(3)]).copy()
+
+
+# ----------------------------------------------------------------------------- size, format, props
+
+
+@pytest.mark.parametrize("fmt", [vs.RGBS, vs.RGBH])
+def test_size_format_frames_and_props(model, fmt):
+    src = _src(fmt, length=5)
+    src = core.std.SetFrameProps(
+        src, _Matrix=1, _Primaries=1, _Transfer=1, _Range=0, _SARNum=1, _SARDen=1,
+        _FieldBased=0, user_tag="hello", user_list=[1, 2, 3],
+    )
+    out = gendrpix(src, height=96, model=model, batch_size=2)
+    assert (out.width, out.height, out.num_frames) == (128, 96, 5)
+    assert out.format.id == fmt
+    assert out.fps == src.fps
+    for n in range(out.num_frames):
+        f, s = out.get_frame(n), src.get_frame(n)
+        assert dict(f.props) == dict(s.props)
+        a = _planes(f)
+        assert a.dtype == (np.float16 if fmt == vs.RGBH else np.float32)
+        assert np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+        # the network is near bicubic: the picture is still the source's
+        ref = torch.nn.functional.interpolate(torch.from_numpy(_planes(s)).float()[None], size=(96, 128),
+                                              mode="bicubic", align_corners=False)[0].numpy()
+        assert np.abs(a.astype(np.float32) - ref).mean() < 0.1
+
+
+def test_output_equals_core_restore_of_the_batch(model):
+    from gendrpix_video import restore
+
+    src = _src(length=5)
+    out = gendrpix(src, height=96, model=model, batch_size=3, detail=0.7, seed=5)
+    frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
+    batches = (frames[0:3], frames[3:5])  # the filter's batches: [0, 3) and [3, 5)
+    expected = torch.cat([restore(model, b, size=(96, 128), detail=0.7, seed=5) for b in batches])
+    for n in range(5):
+        assert np.array_equal(_planes(out.get_frame(n)), expected[n].numpy()), n
+
+
+@pytest.mark.parametrize(
+    "kw, size, sar",
+    [
+        (dict(scale=2), (128, 96), Fraction(1, 1)),
+        (dict(scale=1.5), (96, 72), Fraction(1, 1)),
+        (dict(height=96), (128, 96), Fraction(1, 1)),
+        (dict(width=160), (160, 120), Fraction(1, 1)),
+        (dict(height=100), (134, 100), Fraction(64 * 100, 134 * 48)),  # odd aspect: even width
+        (dict(width=100, height=96), (100, 96), Fraction(32, 25)),  # anamorphic: SAR follows
+        ({}, (128, 96), Fraction(1, 1)),  # default 2x
+    ],
+)
+def test_output_size_options_and_sar(model, kw, size, sar):
+    src = core.std.SetFrameProps(_src(length=2), _SARNum=1, _SARDen=1)
+    out = gendrpix(src, model=model, **kw)
+    assert (out.width, out.height) == size
+    props = out.get_frame(1).props
+    assert Fraction(props["_SARNum"], props["_SARDen"]) == sar
+
+
+def test_variable_frame_rate_durations_kept(model):
+    a = _src(length=3)
+    b = _content(core.std.BlankClip(format=vs.RGBS, width=64, height=48, length=3, fpsnum=30))
+    src = a + b  # 24000/1001 then 30 fps: variable frame rate (fps 0/1)
+    assert src.fps == 0
+    out = gendrpix(src, scale=2, model=model, batch_size=4)
+    assert out.fps == 0 and out.num_frames == 6
+    for n in range(6):
+        p, q = out.get_frame(n).props, src.get_frame(n).props
+        assert (p["_DurationNum"], p["_DurationDen"]) == (q["_DurationNum"], q["_DurationDen"])
+
+
+def test_detail_two_branches(model):
+    src = _src(length=2)
+    one = _planes(gendrpix(src, scale=2, model=model, detail=1.0).get_frame(1))
+    half = _planes(gendrpix(src, scale=2, model=model, detail=0.5).get_frame(1))
+    assert one.shape == half.shape and not np.array_equal(one, half)
+
+
+# ----------------------------------------------------------------------------- order independence
+
+
+def test_out_of_order_requests_are_bit_exact(model):
+    src = _src(length=11)
+    kw = dict(height=96, model=model, batch_size=3, num_streams=2, seed=7)
+    ref = [_planes(f) for f in gendrpix(src, **kw).frames()]  # in order
+    assert not np.array_equal(ref[0], ref[1])
+
+    order = list(range(11))
+    random.Random(1).shuffle(order)
+    # one instance, all frames requested at once in shuffled order (concurrent callbacks)
+    out = gendrpix(src, **kw)
+    futures = {n: out.get_frame_async(n) for n in order}
+    for n in order:
+        assert np.array_equal(_planes(futures[n].result()), ref[n]), n
+    # a fresh instance, one frame at a time backwards, each frame twice
+    out = gendrpix(src, **kw)
+    for n in reversed(range(11)):
+        for _ in range(2):
+            assert np.array_equal(_planes(out.get_frame(n)), ref[n]), n
+
+    # another batch partition: the same up to float rounding
+    for b in (1, 4):
+        other = gendrpix(src, **{**kw, "batch_size": b})
+        for n in order:
+            np.testing.assert_allclose(_planes(other.get_frame(n)), ref[n], atol=1e-4)
+
+
+def test_seed_changes_output(model):
+    src = _src(length=1)
+    a = _planes(gendrpix(src, scale=2, model=model, seed=0).get_frame(0))
+    b = _planes(gendrpix(src, scale=2, model=model, seed=3).get_frame(0))
+    assert not np.array_equal(a, b)
+
+
+def test_nothing_printed_to_stdout(model, capfd):
+    out = gendrpix(_src(length=3), scale=2, model=model, batch_size=2)
+    for f in out.frames():
+        pass
+    assert capfd.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    "fmt, w, h, call",
+    [
+        (vs.YUV420P8, 1920, 1080, 'core.resize.Bicubic(clip, format=vs.RGBH, matrix_in_s="709")'),
+        (vs.YUV420P10, 1280, 720, 'core.resize.Bicubic(clip, format=vs.RGBH, matrix_in_s="709")'),
+        (vs.YUV422P8, 720, 480, 'core.resize.Bicubic(clip, format=vs.RGBH, matrix_in_s="170m")'),
+        (vs.RGB24, 64, 48, "core.resize.Bicubic(clip, format=vs.RGBH)"),
+        (vs.RGB48, 64, 48, "core.resize.Bicubic(clip, format=vs.RGBH)"),
+        (vs.GRAYS, 64, 48, "core.resize.Bicubic(clip, format=vs.RGBH)"),
+    ],
+)
+def test_wrong_format_refused_with_resize_call(model, fmt, w, h, call):
+    clip = core.std.BlankClip(format=fmt, width=w, height=h, length=1)
+    with pytest.raises(vs.Error) as e:
+        gendrpix(clip, scale=2, model=model)
+    msg = str(e.value)
+    name = vs.core.get_video_format(fmt).name
+    assert msg == f"gendrpix: input must be RGBH or RGBS, got {name}; convert with {call}"
+    # the suggested call works and the result is accepted
+    fixed = eval(call, {"core": core, "vs": vs, "clip": clip})
+    assert fixed.format.id == vs.RGBH
+    assert gendrpix(fixed, scale=1, model=model).format.id == vs.RGBH
+
+
+def test_not_a_clip_and_variable_clips_refused(model):
+    a = _src(length=1)
+    with pytest.raises(vs.Error, match="gendrpix: clip must be a vapoursynth.VideoNode"):
+        gendrpix("video.mkv", model=model)
+    with pytest.raises(vs.Error, match="gendrpix: clip must be a vapoursynth.VideoNode"):
+        gendrpix(core.std.BlankAudio(), model=model)
+    var_size = core.std.Splice([a, core.std.BlankClip(a, width=32)], mismatch=True)
+    with pytest.raises(vs.Error, match="variable frame size"):
+        gendrpix(var_size, model=model)
+    var_fmt = core.std.Splice([a, core.std.BlankClip(a, format=vs.RGBH)], mismatch=True)
+    with pytest.raises(vs.Error, match="variable format"):
+        gendrpix(var_fmt, model=model)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(scale=0), "scale must be a positive number"),
+        (dict(scale=float("inf")), "scale must be a positive number"),
+        (dict(scale=2, height=96), "either scale or width/height"),
+        (dict(width=0), "width must be a positive integer"),
+        (dict(height=96.0), "height must be a positive integer"),
+        (dict(scale=16), r"scale of 16x16; the model supports 1x to 4x"),
+        (dict(scale=0.5), r"scale of 0.5x0.5; the model supports 1x to 4x"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (dict(num_streams=-1), "num_streams must be an integer >= 1"),
+        (dict(num_streams=True), "num_streams must be an integer >= 1"),
+        (dict(detail=float("nan")), "detail must be a finite number >= 0"),
+        (dict(detail=-1), "detail must be a finite number >= 0"),
+        (dict(seed="1"), "seed must be an integer"),
+        (dict(dtype="int8"), "dtype must be"),
+        (dict(dtype=torch.float16), "model is torch.float32 but dtype=torch.float16"),
+        (dict(device_index=-1), "device_index must be a non-negative integer"),
+    ],
+)
+def test_bad_parameters(model, kw, match):
+    with pytest.raises(vs.Error, match=match):
+        gendrpix(_src(length=1), model=model, **kw)
+
+
+def test_bad_model_values():
+    src = _src(length=1)
+    with pytest.raises(vs.Error, match="gendrpix: cannot load model"):
+        gendrpix(src, model="/nonexistent/weights.safetensors")
+    with pytest.raises(vs.Error, match="gendrpix: model must be None, a weights name/path"):
+        gendrpix(src, model=torch.nn.Conv2d(3, 3, 1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_requested_but_missing():
+    with pytest.raises(vs.Error, match=r"gendrpix: device_index=0 requests CUDA, but CUDA is not available"):
+        gendrpix(_src(length=1), device_index=0)
+
+
+# ----------------------------------------------------------------------------- a real file
+
+
+def test_bestsource_file_converted_and_upscaled(model, tmp_path):
+    if not hasattr(core, "bs"):
+        pytest.skip("vapoursynth-bestsource is not installed")
+    import av
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[..., 0] = 20 * i
+            img[:, (5 * i) % 64:, 1] = 200
+            img[::2, :, 2] = 120
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+    src = core.bs.VideoSource(source=str(path), cachemode=0)
+    assert (src.format.id, src.num_frames) == (vs.YUV420P8, 10)
+    with pytest.raises(vs.Error, match=r'matrix_in_s="170m"'):
+        gendrpix(src, model=model)
+    rgb = core.resize.Bicubic(src, format=vs.RGBH, matrix_in_s="170m")
+    out = gendrpix(rgb, height=96, model=model, batch_size=4, num_streams=2)
+    assert (out.width, out.height, out.num_frames, out.format.id) == (128, 96, 10, vs.RGBH)
+    yuv = core.resize.Bicubic(out, format=vs.YUV420P8, matrix_s="170m")
+    for n in (9, 0, 5):
+        f = out.get_frame(n)
+        assert dict(f.props) == dict(rgb.get_frame(n).props)
+        red = np.asarray(f[0]).astype(np.float32).mean()
+        assert abs(red - 20 * n / 255) < 0.06  # still the source's picture
+        assert yuv.get_frame(n).width == 128
