@@ -371,6 +371,13 @@ def gendrpix(
         raise _err(f"seed must be an integer, got {seed!r}")
 
     net = _get_model(model, device_index, dtype)
+    if torch.device(net.device).type == "cuda":
+        try:  # the core's CUDA speed settings (cuDNN autotuning for the fixed frame size, TF32)
+            from gendrpix_video.accel import cuda_ready
+        except ImportError:
+            pass
+        else:
+            cuda_ready()
 
     lo, hi = getattr(net, "scale_range", (0.0, math.inf))
     sx, sy = out_w / clip.width, out_h / clip.height
