@@ -74,6 +74,8 @@ def test_safetensors_roundtrip(tmp_path):
     x = torch.rand(1, 3, 12, 16, generator=torch.Generator().manual_seed(0))
     assert t2.scale == 4
     assert torch.equal(t(x), t2(x))  # fp16 conv weights + fp32 biases: bit-exact
+    y = t.restore_to(x[:, :, :9, :10], (24, 27))  # LR of scale ~2.7: x4, then resized
+    assert y.shape == (1, 3, 24, 27) and 0 <= y.min() and y.max() <= 1
 
 
 def _write_bin(path, blobs):

@@ -58,6 +58,20 @@ class Teacher(nn.Module):
         y = self.net(x.to(next(self.net.parameters()).dtype))
         return y.clamp(0, 1) if self.clamp else y
 
+    @torch.no_grad()
+    def restore_to(self, lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Teacher output resized to `size` (H, W): the target for LR made at any scale.
+
+        The teacher upscales by its fixed factor; for an overall scale s != factor the result is
+        resized (bicubic, antialiased when shrinking) to the HR crop's size.
+        """
+        y = self(lr)
+        if tuple(y.shape[-2:]) != tuple(size):
+            y = torch.nn.functional.interpolate(y.float(), size=size, mode="bicubic",
+                                                align_corners=False, antialias=True)
+            y = y.clamp(0, 1).to(lr.dtype if lr.is_floating_point() else y.dtype)
+        return y
+
 
 def register_teacher(name: str, factory: Callable[..., Teacher]) -> None:
     """Add a teacher factory `factory(device=..., dtype=...) -> Teacher` under `name`."""
