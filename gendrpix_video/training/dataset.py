@@ -370,9 +370,11 @@ class PhotoBank:
         """
         g = generator if generator is not None else torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, (1,))))
-        areas = torch.tensor([im.shape[1] * im.shape[2] for im in self.images], dtype=torch.float)
-        idx = torch.multinomial(areas, batch, replacement=True, generator=g)
-        rnd = torch.rand(batch, 5, generator=g)
+        # draws happen on the generator's device (a CUDA generator only makes CUDA tensors)
+        areas = torch.tensor([im.shape[1] * im.shape[2] for im in self.images],
+                             dtype=torch.float, device=g.device)
+        idx = torch.multinomial(areas, batch, replacement=True, generator=g).cpu()
+        rnd = torch.rand(batch, 5, generator=g, device=g.device).cpu()
         crops = []
         for i, r in zip(idx.tolist(), rnd):
             im = self.images[i]
