@@ -1,0 +1,165 @@
+"""The decode thread: PyAV with threaded decoding feeding a bounded queue of frames.
+
+It hands on frames in their native planar layout (or converted once to one, see
+probe.work_format) with exact input timestamps, and notices a file that ends early.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from .errors import VideoError, warn
+from .probe import VideoInfo
+
+_END = object()
+
+
+@dataclass
+class Frame:
+    """One decoded input frame: its index in the clip, its timestamp and its raw planes."""
+    index: int
+    pts: int                      # in the input stream's time base
+    planes: list[np.ndarray]      # views of the frame's planes (valid while `frame` lives)
+    frame: av.VideoFrame          # keeps the buffers alive
+
+
+def planes_of(frame: av.VideoFrame, dtype: np.dtype, count: int = 3) -> list[np.ndarray]:
+    """Zero-copy numpy views (h x w) of the first `count` planes, without line padding."""
+    out = []
+    for p in list(frame.planes)[:count]:
+        a = np.frombuffer(p, dtype=dtype)
+        out.append(a.reshape(p.height, p.line_size // dtype.itemsize)[:, : p.width])
+    return out
+
+
+class Decoder:
+    """Iterate decoded frames from a background thread; at most `depth` frames wait in memory.
+
+    `start`/`duration` (seconds) select a part of the clip.
+    """
+
+    def __init__(self, info: VideoInfo, *, start: float | None = None, duration: float | None = None,
+                 depth: int = 8, threads: int = 0):
+        self.info = info
+        self.start, self.duration = start, duration
+        self._q: queue.Queue = queue.Queue(maxsize=max(2, depth))
+        self._stop = threading.Event()
+        self._threads = threads
+        self.first_pts: int | None = None     # of the first frame handed on (for trimming)
+        self.end_time: Fraction | None = None  # where a trimmed selection ends (seconds)
+        self._thread = threading.Thread(target=self._run, name="gendrpix-decode", daemon=True)
+        self._thread.start()
+
+    # -- the thread ---------------------------------------------------------------------------
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            self._decode()
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(e)
+
+    def _decode(self) -> None:
+        info = self.info
+        tb = info.time_base
+        step = max(1, round(1 / (info.rate * tb))) if info.rate else 1  # one frame, in ticks
+        with av.open(str(info.path)) as c:
+            vs = c.streams[info.stream_index]
+            vs.thread_type = "AUTO"
+            if self._threads:
+                vs.thread_count = self._threads
+            lo = hi = None
+            if self.start:
+                lo = Fraction(self.start).limit_denominator(1 << 30)
+                c.seek(int(lo / tb), stream=vs, backward=True)
+            if self.duration:
+                hi = (lo or info.start_time) + Fraction(self.duration).limit_denominator(1 << 30)
+                self.end_time = hi
+            dtype = info.layout.dtype
+            index, last, warned, seen_end = 0, None, False, Fraction(0)
+            reformat = info.work_fmt != info.pix_fmt
+            streams = [s for s in c.streams if s.index == vs.index or s.index in info.copy_streams]
+            try:
+                # demux() ends with an empty packet per stream, which drains the decoder.
+                for packet in c.demux(streams):
+                    if self._stop.is_set():
+                        return
+                    if packet.pts is not None and packet.time_base is not None:
+                        seen_end = max(seen_end, Fraction(packet.pts + (packet.duration or 0)) * packet.time_base)
+                    if packet.stream.index != vs.index:
+                        continue
+                    for frame in vs.decode(packet):
+                        pts = frame.pts
+                        if pts is None:  # raw streams: continue from the last one
+                            pts = 0 if last is None else last + step
+                        elif last is not None and pts <= last:
+                            if not warned:
+                                warn(f"{info.path.name}: non-increasing timestamps at frame {index}; nudged")
+                                warned = True
+                            pts = last + 1
+                        t = Fraction(pts) * tb
+                        if lo is not None and t < lo:
+                            continue
+                        if hi is not None and t >= hi:
+                            return
+                        last = pts
+                        if reformat:  # once, on the CPU: formats the GPU path does not take
+                            frame = frame.reformat(format=info.work_fmt)
+                        if self.first_pts is None:
+                            self.first_pts = pts
+                        if not self._put(Frame(index, pts, planes_of(frame, dtype), frame)):
+                            return
+                        index += 1
+            except av.error.EOFError:
+                pass
+            except av.error.FFmpegError as e:
+                raise VideoError(f"{info.path}: damaged or truncated at frame {index} ({e.strerror})")
+            if index == 0:
+                raise VideoError(f"{info.path}: no video frames in the selected range")
+            # A file that stops well short of the length its header promises was cut off.
+            if hi is None and c.duration and info.duration:
+                expected = Fraction(c.duration, 1_000_000) + Fraction(c.start_time or 0, 1_000_000)
+                slack = max(Fraction(1, 4), 3 / (info.rate or 25))
+                if seen_end + slack < expected:
+                    raise VideoError(f"{info.path}: truncated: data ends at {float(seen_end):.2f}s of "
+                                     f"{float(expected):.2f}s")
+            if info.frames and vs.frames and index < vs.frames and lo is None and hi is None:
+                raise VideoError(f"{info.path}: truncated: {index} of {vs.frames} frames decodable")
+
+    # -- the consumer -------------------------------------------------------------------------
+    def __iter__(self):
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:  # unblock the thread if it waits on a full queue
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,159 @@
+"""The engine: batches of raw frames -> GPU -> RGB -> model -> YUV -> host, in order.
+
+On CUDA three streams overlap the work of consecutive batches: a copy stream uploads batch k+1
+from pinned buffers while the compute stream converts colour and runs the model (bf16) on batch
+k, and a second copy stream brings batch k-1 back to pinned buffers, which an output thread
+hands to the encoders. A ring of slots bounds the memory; events order the streams. On a CPU
+the same steps run one after another.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gendrpix_video import restore
+
+from .colour import Layout, from_rgb, to_rgb
+from .decode import Frame
+
+Emit = Callable[[Frame, list[np.ndarray]], None]
+
+
+@dataclass
+class EngineConfig:
+    in_layout: Layout
+    in_size: tuple[int, int]       # (h, w) of the decoded frames
+    in_matrix: int
+    in_full: bool
+    out_layout: Layout
+    out_size: tuple[int, int]      # (H, W) of the output
+    out_matrix: int
+    out_full: bool
+    detail: float = 1.0
+    seed: int = 0
+    batch: int = 4
+
+
+def model_step(model, rgb: torch.Tensor, size: tuple[int, int], detail: float, seed: int) -> torch.Tensor:
+    """`restore` to `size`, resizing around it when the scale lies outside the model's range."""
+    h, w = rgb.shape[-2:]
+    lo, hi = getattr(model, "scale_range", (1.0, 4.0))
+    s = max(size[0] / h, size[1] / w)
+    if s > hi * 1.0001:  # beyond the model: restore at its largest scale, then bicubic up
+        mid = (round(h * hi), round(w * hi))
+        y = restore(model, rgb, size=mid, detail=detail, seed=seed)
+        return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
+    if s < lo * 0.9999:  # a smaller output than the model makes: shrink the input first
+        pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
+        rgb = F.interpolate(rgb, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+    return restore(model, rgb, size=size, detail=detail, seed=seed)
+
+
+class Engine:
+    def __init__(self, model, cfg: EngineConfig, device: torch.device):
+        self.model, self.cfg, self.device = model, cfg, device
+
+    def compute(self, planes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Raw input planes on the device -> raw output planes on the device."""
+        c = self.cfg
+        rgb = to_rgb(planes, c.in_layout, c.in_matrix, c.in_full)
+        # fp32 in and out: bf16 (8 mantissa bits) would band a 10-bit output.
+        out = model_step(self.model, rgb, c.out_size, c.detail, c.seed)
+        return from_rgb(out, c.out_layout, c.out_matrix, c.out_full)
+
+    def run(self, batches: Iterable[list[Frame]], emit: Emit) -> None:
+        if self.device.type == "cuda":
+            self._run_cuda(batches, emit)
+        else:
+            self._run_cpu(batches, emit)
+
+    # -- CPU: plain and sequential ----------------------------------------------------------
+    def _run_cpu(self, batches, emit: Emit) -> None:
+        for frames in batches:
+            planes = [torch.from_numpy(np.stack([f.planes[i] for f in frames])).to(self.device)
+                      for i in range(3)]
+            outs = [p.cpu().numpy() for p in self.compute(planes)]
+            for j, f in enumerate(frames):
+                emit(f, [o[j] for o in outs])
+
+    # -- CUDA: pinned buffers, three streams, an output thread ------------------------------
+    def _run_cuda(self, batches, emit: Emit, depth: int = 3) -> None:
+        c, dev = self.cfg, self.device
+        n = c.batch
+        in_shapes = c.in_layout.plane_shapes(c.in_size[1], c.in_size[0])
+        out_shapes = c.out_layout.plane_shapes(c.out_size[1], c.out_size[0])
+        up, compute, down = (torch.cuda.Stream(dev) for _ in range(3))
+
+        class Slot:
+            def __init__(self):
+                self.host_in = [torch.empty((n, *s), dtype=c.in_layout.torch_dtype, pin_memory=True) for s in in_shapes]
+                self.dev_in = [torch.empty((n, *s), dtype=c.in_layout.torch_dtype, device=dev) for s in in_shapes]
+                self.host_out = [torch.empty((n, *s), dtype=c.out_layout.torch_dtype, pin_memory=True)
+                                 for s in out_shapes]
+                self.np_in = [t.numpy() for t in self.host_in]
+                self.np_out = [t.numpy().view(c.out_layout.dtype) for t in self.host_out]
+                self.uploaded, self.computed, self.downloaded = (torch.cuda.Event() for _ in range(3))
+                self.free = threading.Event()
+                self.free.set()
+
+        slots = [Slot() for _ in range(depth)]
+        ready: queue.Queue = queue.Queue()
+        failure: list[BaseException] = []
+
+        def output_thread():
+            while True:
+                item = ready.get()
+                if item is None:
+                    return
+                slot, frames = item
+                try:
+                    if not failure:
+                        slot.downloaded.synchronize()
+                        for j, f in enumerate(frames):
+                            emit(f, [p[j] for p in slot.np_out])
+                except BaseException as e:
+                    failure.append(e)
+                finally:
+                    slot.free.set()
+
+        out = threading.Thread(target=output_thread, name="gendrpix-output", daemon=True)
+        out.start()
+        try:
+            for k, frames in enumerate(batches):
+                slot = slots[k % depth]
+                while not slot.free.wait(0.1):
+                    if failure:
+                        raise failure[0]
+                if failure:
+                    raise failure[0]
+                slot.free.clear()
+                m = len(frames)
+                for i, arr in enumerate(slot.np_in):
+                    for j, f in enumerate(frames):
+                        arr[j] = f.planes[i].view(arr.dtype)
+                with torch.cuda.stream(up):
+                    for h, d in zip(slot.host_in, slot.dev_in):
+                        d[:m].copy_(h[:m], non_blocking=True)
+                    slot.uploaded.record(up)
+                compute.wait_event(slot.uploaded)
+                with torch.cuda.stream(compute):
+                    planes = self.compute([d[:m] for d in slot.dev_in])
+                    slot.computed.record(compute)
+                down.wait_event(slot.computed)
+                with torch.cuda.stream(down):
+                    for p, h in zip(planes, slot.host_out):
+                        p.record_stream(down)  # allocated on `compute`, read on `down`
+                        h[:m].copy_(p, non_blocking=True)
+                    slot.downloaded.record(down)
+                ready.put((slot, frames))
+        finally:
+            ready.put(None)
+            out.join()
+        if failure:
+            raise failure[0]
