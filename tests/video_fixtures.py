@@ -155,3 +155,48 @@ def packets(path, kind: str) -> list[tuple[bytes, Fraction | None]]:
             if p.size:
                 out.append((bytes(p), None if p.pts is None else Fraction(p.pts) * s.time_base))
         return out
+
+
+# -- pytest fixtures and helpers shared by tests/test_video_*.py ------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny saved model: what --model points the tests at."""
+    from gendrpix_video import build_model, save_weights
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_weights(build_model("tiny"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    """Clips made once per session, by name (a cache: tests must not modify them)."""
+    root = tmp_path_factory.mktemp("clips")
+    cache: dict[str, Path] = {}
+
+    def get(name: str, **kw) -> Path:
+        if name not in cache:
+            cache[name] = make_clip(root / name, **kw)
+        return cache[name]
+    return get
+
+
+def run_upscale(capsys, *argv) -> tuple[int, str, str]:
+    """Run `gendrpix-video upscale` in this process: (exit code, stdout, stderr)."""
+    from gendrpix_video.video.upscale import main
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def decoded_frames(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray() for f in c.decode(video=0)]
+
+
+def text_packets(path) -> list[tuple[bytes, Fraction | None]]:
+    """Subtitle packets that carry text (the MP4 muxer adds zero-length filler samples)."""
+    return [p for p in packets(path, "subtitle") if p[0] not in (b"\x00\x00", b"")]

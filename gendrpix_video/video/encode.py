@@ -134,6 +134,11 @@ def open_carrier(path: Path, s: EncodeSettings) -> tuple[av.container.OutputCont
         if s.threads and not s.codec.endswith("_nvenc"):
             cc.thread_count = s.threads
         out.start_encoding()
+    except av.error.FFmpegError as e:
+        out.close()
+        opts = ", ".join(f"{k}={v}" for k, v in s.av_options().items())
+        raise VideoError(f"cannot open encoder {s.codec} ({opts}): {e.strerror}",
+                         hint="check the preset's speed, crf and options")
     except BaseException:
         out.close()
         raise

@@ -25,17 +25,25 @@ def _copy_metadata(src: dict, dst: dict) -> None:
             dst[k] = v
 
 
-def _video_packets(segments: list[Segment], stream, shift: int, tb: Fraction):
+def _durations(sides: list[dict], last: int) -> dict[int, int]:
+    """Each frame lasts until the next one starts (exact for variable frame rate)."""
+    pts = sorted(p[0] for side in sides for p in side["packets"] if p[0] is not None)
+    return {a: b - a for a, b in zip(pts, pts[1:])} | ({pts[-1]: last} if pts else {})
+
+
+def _video_packets(segments: list[Segment], stream, shift: int, tb: Fraction, step: int):
     """Packets of all segments in order, with their exact timestamps and increasing dts."""
     last_dts = None
-    for seg in segments:
-        side = seg.read_sidecar()
+    sides = [seg.read_sidecar() for seg in segments]
+    durations = _durations(sides, step)
+    for seg, side in zip(segments, sides):
         stamps = side["packets"]
         with av.open(str(seg.carrier)) as c:
             pkts = (p for p in c.demux(c.streams.video[0]) if p.size)
             n = 0
             for pkt, (pts, dts, dur, _key) in zip(pkts, stamps):
                 n += 1
+                dur = durations.get(pts, dur)
                 pts = None if pts is None else pts - shift
                 dts = pts if dts is None else dts - shift
                 # Each segment's encoder starts its dts afresh; keep dts increasing and <= pts.
@@ -96,7 +104,7 @@ def join(path: Path, fmt: str, info: VideoInfo, segments: list[Segment], *, shif
     try:
         iv = inp.streams[info.stream_index]
         try:
-            ov = out.add_stream_from_template(template)
+            ov = out.add_stream_from_template(template, opaque=True)
         except ValueError:
             raise VideoError(f"the {fmt} container cannot hold {template.codec_context.name} video",
                              hint="use an .mkv output")
@@ -132,7 +140,8 @@ def join(path: Path, fmt: str, info: VideoInfo, segments: list[Segment], *, shif
             chapters.append({**ch, "start": max(0, round(start / ctb)), "end": round(end / ctb)})
         if chapters:
             out.set_chapters(chapters)
-        merged = heapq.merge(_video_packets(segments, ov, shift, info.time_base),
+        step = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 0
+        merged = heapq.merge(_video_packets(segments, ov, shift, info.time_base, step),
                              _other_packets(inp, mapping, *window, shift_s), key=lambda t: (t[0], t[1]))
         for _t, _k, pkt in merged:
             out.mux(pkt)

@@ -72,8 +72,11 @@ def settings_from(args) -> dict:
     if args.scale or args.height or args.size:
         s.update(scale=None, height=None, size=None)
         flags.update(scale=args.scale, height=args.height, size=args.size)
+    if args.codec and args.codec != s["codec"]:
+        # The preset's encoder speed, quality and options belong to its own codec.
+        s.update(speed=None, crf=None, options={})
     s.update(presets_mod.validate({k: v for k, v in flags.items() if v is not None}, "command line"))
-    if s["codec"] != presets_mod.BUILTIN["codec"] and args.codec and not args.pix_fmt:
+    if args.codec and not args.pix_fmt:
         # A codec chosen on the command line keeps the preset's bit depth when it can.
         from .encode import supported_pix_fmts
         if s["pix_fmt"] not in supported_pix_fmts(s["codec"]):
@@ -326,12 +329,12 @@ def summary(results: list[Result]) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in [head, *rows]]
     for r in results:
         if r.error:
-            lines.append(f"  {r.source.name}: {r.error}")
+            lines.append(f"  {r.error}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # INPUTs may follow options
     av.logging.set_level(av.logging.VERBOSE if args.debug else None)  # FFmpeg's own chatter stays off
     if not args.debug:
         logging.getLogger("gendrpix_video").setLevel(logging.ERROR)
@@ -406,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if threading_main():
             signal.signal(signal.SIGTERM, old_term)
-    if not args.quiet or len(results) > 1 or code:
-        print(summary(results), file=sys.stdout if not args.quiet else sys.stderr)
+    if not args.quiet or len(results) > 1:
+        print(summary(results))
     return code
 
 
