@@ -132,10 +132,11 @@ class _ZeroReader(_BinReader):
 def _activation(kind: int, params: list) -> nn.Module:
     if kind == 0:
         return nn.Identity()
+    # in place: the input is always a fresh convolution output
     if kind == 1:
-        return nn.ReLU()
+        return nn.ReLU(inplace=True)
     if kind == 2:
-        return nn.LeakyReLU(float(params[0]))
+        return nn.LeakyReLU(float(params[0]), inplace=True)
     if kind == 3:
         return nn.Hardtanh(float(params[0]), float(params[1]))
     if kind == 4:
@@ -237,6 +238,9 @@ class _Eltwise(nn.Module):
                 out = out * x
             return out
         if self.op == 1:
+            if len(xs) == 2 and len(self.coeffs) == 2 and self.coeffs[1] == 1.0:
+                # RRDB's residual scaling (0.2 * a + b) as one fused kernel
+                return torch.add(xs[1], xs[0], alpha=self.coeffs[0])
             if self.coeffs:
                 out = xs[0] * self.coeffs[0]
                 for c, x in zip(self.coeffs[1:], xs[1:]):
