@@ -1,0 +1,102 @@
+"""Training losses: masked Fourier loss, RandPad, the G1-feature discriminator and perceptual term."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..configs import SHUFFLE
+
+
+@functools.lru_cache(maxsize=16)
+def lattice_mask(h: int, w: int, radius: float, device_str: str) -> torch.Tensor:
+    """Mask passing small discs around the x8 artefact lattice (k H/8, l W/8), DC excluded.
+
+    Pixel-shuffle artefacts repeat every 8 pixels, so their energy sits on that lattice of
+    frequencies; the rest of the spectrum is left to the other losses. Radius in frequency bins (ours).
+    """
+    fy = torch.arange(h, dtype=torch.float32)
+    fx = torch.arange(w, dtype=torch.float32)
+    m = torch.zeros(h, w)
+    for k in range(SHUFFLE):
+        for l in range(SHUFFLE):
+            if k == 0 and l == 0:
+                continue
+            cy, cx = k * h / SHUFFLE, l * w / SHUFFLE
+            # distance on the periodic (wrapped) frequency grid
+            dy = torch.minimum((fy - cy).abs(), h - (fy - cy).abs())[:, None]
+            dx = torch.minimum((fx - cx).abs(), w - (fx - cx).abs())[None, :]
+            m = torch.maximum(m, ((dy ** 2 + dx ** 2) <= radius ** 2).float())
+    return m.to(device_str)
+
+
+def masked_fourier_loss(y: torch.Tensor, target: torch.Tensor, radius: float = 2.0) -> torch.Tensor:
+    """L_F = || M * (|FFT(y)| - |FFT(target)|) ||_1, per channel, orthonormal 2-D FFT."""
+    h, w = y.shape[-2:]
+    m = lattice_mask(h, w, radius, str(y.device))
+    fy = torch.fft.fft2(y.float(), norm="ortho").abs()
+    ft = torch.fft.fft2(target.float(), norm="ortho").abs()
+    return (m * (fy - ft).abs()).sum() / (m.sum() * y.shape[0] * y.shape[1])
+
+
+def rand_pad(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """RandPad: pad by (p, 8-p, q, 8-q), p, q uniform in 0..7, so the x8 grid phase moves and a
+    discriminator cannot latch onto it. One phase per call (real and fake get independent calls)."""
+    p, q = torch.randint(0, SHUFFLE, (2,), generator=generator).tolist()
+    return F.pad(x, (p, SHUFFLE - p, q, SHUFFLE - q), mode="reflect")
+
+
+class G1Features(nn.Module):
+    """The frozen Stage I network's encoder path (conv_in, down blocks, mid block) as a feature
+    extractor: the discriminator's trunk and the perceptual term's feature space."""
+
+    def __init__(self, g1):
+        super().__init__()
+        self.g1 = g1.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        unet = self.g1.unet
+        cond = self.g1.conditioning()
+        z = F.pixel_unshuffle(x * 2 - 1, SHUFFLE)
+        h = unet.conv_in(z)
+        feats, skips = [h], [h]
+        for blk in unet.down_blocks:
+            h = blk(h, cond, None, skips)
+            feats.append(h)
+        if unet.mid_block is not None:
+            h = unet.mid_block(h, cond, None)
+            feats.append(h)
+        return feats
+
+
+class Discriminator(nn.Module):
+    """A trainable head on the frozen G1 features: a patch logit map from the deepest features and
+    a second from the first level, so both texture and structure are judged."""
+
+    def __init__(self, trunk: G1Features, width: int = 256):
+        super().__init__()
+        self.trunk = trunk
+        ch = trunk.g1.config.block_out_channels
+        self.head_deep = nn.Sequential(
+            nn.Conv2d(ch[-1], width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 1, 1))
+        self.head_fine = nn.Sequential(
+            nn.Conv2d(ch[0], width // 2, 3, padding=1), nn.SiLU(), nn.Conv2d(width // 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.trunk(x)
+        a = self.head_deep(feats[-1]).flatten(1).mean(1)
+        b = self.head_fine(feats[1]).flatten(1).mean(1)
+        return a + b
+
+
+def perceptual_loss(trunk: G1Features, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_P: L1 between frozen G1 features of the output and of the target, level by level (ours)."""
+    fy, ft = trunk(y), trunk(target)
+    return sum(F.l1_loss(a, b.detach()) for a, b in zip(fy, ft)) / len(fy)

@@ -1,0 +1,280 @@
+"""Multi-stage distillation of GenDR-Pix (design: method.md section 3).
+
+    python -m gendrpix_video.training.train --stage 1 --config small --data data/photos \
+        --teacher realesrgan-x4plus --out runs/s1 --minutes 8.5
+    python -m gendrpix_video.training.train --stage 2 --init runs/s1/model.safetensors --out runs/s2 ...
+
+Stage I (regression): c_pos learns L1(G, T) + a L1(G, HR) + 0.1 L_F; c_neg learns the fidelity
+target L1(G, HR) + 0.1 L_F. Stage II (adversarial): G2 starts from G1; a discriminator on G1's
+frozen features judges RandPad-ed real and fake; c_pos learns L1(G2, T) + 0.05 softplus(-D) + L_P +
+0.1 L_F, c_neg the Stage I output. bf16 autocast. Each run is a chunk of at most `--minutes`; it
+resumes from `OUT/ckpt.safetensors` (model, optimizers, step, GPU time; safetensors, no pickle).
+
+The teacher is the expensive part of a step, so LR/teacher pairs are made once into a bank on the
+GPU and reused; a slice of the bank is refreshed every few steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..configs import SHUFFLE
+from ..model import NEG, POS, build_model, count_parameters
+from ..padcfg import restore
+from ..weights import load_weights, save_weights
+from .checkpoint import load_checkpoint, save_checkpoint
+from .dataset import PhotoBank
+from .degrade import DegradeOptions, degrade, realistic_eval
+from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
+from .metrics import psnr_y
+from .plot import loss_curve_png
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="gendrpix-video train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    p.add_argument("--config", default="small")
+    p.add_argument("--init", help="weights to start from (stage 2: the Stage I model, G1)")
+    p.add_argument("--data", default="data/photos")
+    p.add_argument("--teacher", default="realesrgan-x4plus", help="teacher name or .safetensors file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of this chunk")
+    p.add_argument("--max-steps", type=int, help="stop at this step count (resumed runs included)")
+    p.add_argument("--total-steps", type=int, default=30000, help="length of the cosine schedule")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--hr-weight", type=float, default=1.0, help="a: weight of L1 to the ground truth")
+    p.add_argument("--fourier-weight", type=float, default=0.1)
+    p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
+    p.add_argument("--bank", type=int, default=256, help="batches of (HR, LR, teacher) kept on the GPU")
+    p.add_argument("--refresh", type=int, default=4, help="bank batches remade every 10 steps")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--ship", help="also write fp16 weights with provenance here at the end")
+    return p
+
+
+class PairBank:
+    """(HR, LR, teacher output) batches kept on the device as uint8; refreshed a slice at a time."""
+
+    def __init__(self, photos: PhotoBank, teacher, args, g: torch.Generator):
+        self.photos, self.teacher, self.args, self.g = photos, teacher, args, g
+        self.opts = DegradeOptions()
+        self.items: list[tuple] = []
+        self.made = 0
+
+    def make(self):
+        a = self.args
+        hr = self.photos.sample(a.batch, a.crop, self.g)
+        lr = degrade(hr, self.g, self.opts).lr
+        with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.is_cuda):
+            t = self.teacher.restore_to(lr, tuple(hr.shape[-2:]))
+        self.made += 1
+        q = lambda x: (x.float().clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
+        return q(hr), q(lr), q(t)
+
+    def fill(self):
+        while len(self.items) < self.args.bank:
+            self.items.append(self.make())
+
+    def refresh(self, n):
+        for _ in range(n):
+            self.items[random.randrange(len(self.items))] = self.make()
+
+    def draw(self):
+        hr, lr, t = self.items[random.randrange(len(self.items))]
+        return hr.float() / 255, lr.float() / 255, t.float() / 255
+
+
+def forward_random_phase(model, lr, size, ctx):
+    """Bicubic up, pad on a random x8 phase, run, crop: the network sees every grid phase."""
+    x = F.interpolate(lr, size=size, mode="bicubic", align_corners=False)
+    p, q = random.randrange(SHUFFLE), random.randrange(SHUFFLE)
+    xp = F.pad(x, (p, SHUFFLE - p, q, SHUFFLE - q), mode="reflect")
+    y = model(xp, ctx)
+    return y[..., q:q + size[0], p:p + size[1]]
+
+
+class ValSet:
+    """Held-out photos, centre crops, the fixed realistic degradation: Y-PSNR during training."""
+
+    def __init__(self, root, device, crop=512, limit=8):
+        bank = PhotoBank.load(root, "val")
+        hrs = []
+        for im in bank.images[:limit]:
+            _, h, w = im.shape
+            c = min(crop, h, w) // 8 * 8
+            y, x = (h - c) // 2, (w - c) // 2
+            hrs.append(im[:, y:y + c, x:x + c].float() / 255)
+        self.hr = [h[None].to(device) for h in hrs]
+        self.lr = [realistic_eval(h, seed=i) for i, h in enumerate(self.hr)]
+
+    def psnr(self, fn) -> float:
+        vals = [float(psnr_y(fn(lr, tuple(hr.shape[-2:])).float(), hr)) for lr, hr in zip(self.lr, self.hr)]
+        return sum(vals) / len(vals)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    dev = torch.device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    t_start = time.time()
+    deadline = t_start + args.minutes * 60
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    # -- models ------------------------------------------------------------------------------
+    ckpt_path = out / "ckpt.safetensors"
+    if args.init:
+        model = load_weights(args.init, device=dev, dtype=torch.float32)
+    else:
+        model = build_model(args.config, device=dev)
+    model.train().requires_grad_(True)
+    disc = None
+    if args.stage == 2:
+        if not args.init:
+            print("train: error: stage 2 needs --init (the Stage I model)", file=sys.stderr)
+            return 2
+        g1 = load_weights(args.init, device=dev, dtype=torch.float32)
+        g1.requires_grad_(False)
+        disc = Discriminator(G1Features(g1)).to(dev)
+        d_params = [p for n, p in disc.named_parameters() if not n.startswith("trunk.")]
+        d_opt = torch.optim.AdamW(d_params, lr=args.lr, betas=(0.5, 0.99), weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    state = {"step": 0, "gpu_seconds": 0.0, "history": [], "evals": []}
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, model, opt, disc, d_opt if disc else None)
+        print(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} GPU-minutes)", file=sys.stderr)
+    print(f"stage {args.stage}: {model.config.name}, {count_parameters(model) / 1e6:.2f}M parameters", file=sys.stderr)
+
+    # -- data ----------------------------------------------------------------------------------
+    from .teacher import load_teacher
+    teacher = load_teacher(args.teacher, device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
+    g = torch.Generator(device=dev).manual_seed(args.seed * 7919 + state["step"])
+    photos = PhotoBank.load(args.data, "train", device=dev)
+    bank = PairBank(photos, teacher, args, g)
+    bank.fill()
+    val = ValSet(args.data, dev)
+    if not state["evals"]:
+        bic = val.psnr(lambda lr, s: F.interpolate(lr, size=s, mode="bicubic", align_corners=False).clamp(0, 1))
+        tea = val.psnr(lambda lr, s: teacher.restore_to(lr.to(teacher_dtype(teacher)), s).float())
+        state["baselines"] = {"bicubic": bic, "teacher": tea}
+    print(f"bank ready in {time.time() - t_start:.0f}s; val baselines {state.get('baselines')}", file=sys.stderr)
+
+    def schedule(step):
+        warm = 200
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps)))
+
+    n_neg = int(round(args.batch * args.neg_fraction))
+    ctx = torch.tensor([POS] * (args.batch - n_neg) + [NEG] * n_neg, device=dev)
+    npos = args.batch - n_neg
+    t_loop = time.time()
+    gpu_before = state["gpu_seconds"] + (t_loop - t_start)
+    last = t_loop
+    while time.time() < deadline - 20 and (args.max_steps is None or state["step"] < args.max_steps):
+        step = state["step"]
+        for grp in opt.param_groups:
+            grp["lr"] = args.lr * schedule(step)
+        hr, lr, t = bank.draw()
+        size = tuple(hr.shape[-2:])
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            y = forward_random_phase(model, lr, size, ctx).float()
+        yp, yn = y[:npos], y[npos:]
+        l_t = F.l1_loss(yp, t[:npos])
+        l_hr = F.l1_loss(yp, hr[:npos])
+        l_f = masked_fourier_loss(yp, t[:npos])
+        logs = {}
+        if args.stage == 1:
+            loss_pos = l_t + args.hr_weight * l_hr + args.fourier_weight * l_f
+            target_neg = hr[npos:]
+        else:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                adv = F.softplus(-disc(rand_pad(yp))).mean()
+                l_p = perceptual_loss(disc.trunk, yp, hr[:npos])
+                with torch.no_grad():
+                    target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
+            loss_pos = l_t + 0.05 * adv + l_p + args.fourier_weight * l_f
+            logs.update(adv=float(adv), perc=float(l_p))
+        loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
+        loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if disc is not None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                d_loss = (F.softplus(disc(rand_pad(yp.detach()))) + F.softplus(-disc(rand_pad(hr[:npos])))).mean()
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            logs["d"] = float(d_loss)
+        state["step"] = step + 1
+        if step % 10 == 0:
+            bank.refresh(args.refresh)
+        if step % 50 == 0:
+            now = time.time()
+            rec = dict(step=step, loss=loss.item(), l1_teacher=l_t.item(), l1_hr=l_hr.item(), fourier=l_f.item(),
+                       lr=opt.param_groups[0]["lr"], gpu_min=(gpu_before + now - t_loop) / 60, **logs)
+            state["history"].append(rec)
+            if step % 500 == 0:
+                print(f"step {step} loss {float(loss):.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)",
+                      file=sys.stderr, flush=True)
+            last = now
+        if step and step % args.eval_every == 0:
+            run_eval(model, val, state, gpu_before + time.time() - t_loop)
+
+    state["gpu_seconds"] = gpu_before + time.time() - t_loop
+    run_eval(model, val, state, state["gpu_seconds"])
+    save_checkpoint(ckpt_path, model, opt, state, disc, d_opt if disc else None)
+    prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
+                teacher=args.teacher, data=str(args.data), batch=args.batch, crop=args.crop,
+                val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
+    model.metadata = {"provenance": prov}
+    save_weights(model, out / "model.safetensors", scale_range=(2.0, 4.0))
+    if args.ship:
+        save_weights(model, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
+                     license="Apache-2.0 (weights); trained on CC/GPL photos from Debian packages, "
+                             "teacher Real-ESRGAN (BSD-3-Clause)")
+    loss_curve_png(state, out / "loss.png")
+    (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
+    print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
+          f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
+          f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
+    return 0
+
+
+def teacher_dtype(teacher):
+    return next(teacher.parameters()).dtype
+
+
+def run_eval(model, val: ValSet, state, gpu_seconds):
+    model.eval()
+    try:
+        v = val.psnr(lambda lr, s: restore(model, lr, s, detail=1.0))
+    finally:
+        model.train()
+    state["evals"].append({"step": state["step"], "gpu_min": round(gpu_seconds / 60, 2), "psnr_y": round(v, 3)})
+    print(f"eval step {state['step']}: val Y-PSNR {v:.3f}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
