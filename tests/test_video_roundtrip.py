@@ -118,3 +118,23 @@ def test_trim_start_duration(clips, tiny_model, tmp_path, capsys):
     assert video_pts(out) == [t - src_t[0] for t in src_t]
     audio = packets(out, "audio")
     assert audio and set(p for p, _ in audio) <= set(p for p, _ in packets(src, "audio"))
+
+
+def test_folder_in_folder_out_and_default_names(clips, tiny_model, tmp_path, capsys):
+    import shutil
+    src_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    src_dir.mkdir()
+    out_dir.mkdir()
+    shutil.copy(clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p", audio="flac"), src_dir / "a.mkv")
+    shutil.copy(clips("rot.mp4", codec="libx264", audio="aac", rotation=90), src_dir / "b.mp4")
+    (src_dir / "notes.txt").write_text("not picked up: not a video suffix")
+    code, out, err = run_upscale(capsys, src_dir, "-o", out_dir, "--model", tiny_model, "--preset", "preview",
+                                 "--height", "96")
+    assert code == 0, err
+    # The preset asks for MP4; a.mkv's ASS subtitles do not fit in MP4, so it stays Matroska.
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.mkv", "b.mp4"]
+    assert "a.mkv" in out and "b.mp4" in out and "fps" in out  # the summary table
+    code, _, err = run_upscale(capsys, src_dir / "a.mkv", "--model", tiny_model, "--codec", "ffv1",
+                               "--pix-fmt", "yuv420p", "--scale", "2", "--quiet")
+    assert code == 0, err
+    assert (src_dir / "a.upscaled.mkv").exists()
