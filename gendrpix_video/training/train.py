@@ -236,7 +236,7 @@ def main(argv=None) -> int:
                        lr=opt.param_groups[0]["lr"], gpu_min=(gpu_before + now - t_loop) / 60, **logs)
             state["history"].append(rec)
             if step % 500 == 0:
-                print(f"step {step} loss {float(loss):.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)",
+                print(f"step {step} loss {loss.item():.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)",
                       file=sys.stderr, flush=True)
             last = now
         if step and step % args.eval_every == 0:
