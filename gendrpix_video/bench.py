@@ -25,14 +25,16 @@ from .model import build_model, count_parameters
 from .padcfg import restore
 
 VARIANTS = {
-    # name: (attention backend, compile mode)
-    "eager": ("auto", "none"),
-    "cudnn": ("cudnn", "none"),
-    "flash": ("flash", "none"),
-    "compile": ("auto", "default"),
-    "compile-cudnn": ("cudnn", "default"),
-    "graphs": ("auto", "reduce-overhead"),
-    "graphs-cudnn": ("cudnn", "reduce-overhead"),
+    # name: (attention backend, compile mode, channels-last)
+    "eager": ("auto", "none", True),
+    "nchw": ("auto", "none", False),
+    "cudnn": ("cudnn", "none", True),
+    "flash": ("flash", "none", True),
+    "compile": ("auto", "default", True),
+    "compile-nchw": ("auto", "default", False),
+    "autotune": ("auto", "max-autotune-no-cudagraphs", True),
+    "graphs": ("auto", "reduce-overhead", True),
+    "graphs-nchw": ("auto", "reduce-overhead", False),
 }
 
 
@@ -69,8 +71,8 @@ def measure(fn, warmup, repeat, base_bytes=0) -> dict:
 
 
 def make_model(name, variant, dtype):
-    attn, comp = VARIANTS[variant]
-    m = build_model(name, device="cuda").to(dtype=dtype, memory_format=torch.channels_last)
+    attn, comp, cl = VARIANTS[variant]
+    m = build_model(name, device="cuda").to(dtype=dtype, memory_format=torch.channels_last if cl else torch.contiguous_format)
     m.requires_grad_(False)
     accel.compile_model(m, comp)
     return m, attn
@@ -127,6 +129,25 @@ def bench_gendr(args, rows):
                 torch.cuda.empty_cache()
 
 
+def profile(args):
+    """Where the time goes: the top CUDA kernels of one restore call (eager)."""
+    from torch.profiler import ProfilerActivity, profile as prof
+    h, w = args.sizes[0]
+    for variant in args.variants:
+        model, attn = make_model(args.configs[0], variant, torch.bfloat16)
+        lr = torch.rand(args.batch, 3, h // args.scale, w // args.scale, device="cuda", dtype=torch.bfloat16)
+        with accel.attention(attn):
+            for _ in range(2):
+                restore(model, lr, (h, w))
+            torch.cuda.synchronize()
+            with prof(activities=[ProfilerActivity.CUDA]) as p:
+                restore(model, lr, (h, w))
+                torch.cuda.synchronize()
+        print(f"== {args.configs[0]} {variant} {w}x{h}", file=sys.stderr)
+        print(p.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70), file=sys.stderr)
+        del model
+
+
 def print_row(r):
     ms = "OOM" if r["ms"] is None else f"{r['ms']:9.2f}"
     mem = "-" if r["peak_gib"] is None else f"{r['peak_gib']:7.2f}"
@@ -159,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gendr-only", action="store_true")
     p.add_argument("--gendr-configs", default="sd21")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--profile", action="store_true", help="print the top kernels of the first config and size")
     p.add_argument("--e2e", action="store_true", help="end-to-end video benchmark (decode, model, encode)")
     return p
 
@@ -184,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     accel.cuda_ready()
     rows: list[dict] = []
+    if args.profile:
+        profile(args)
+        return 0
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}", file=sys.stderr)
     if not args.gendr_only:
         bench_gendrpix(args, rows)
