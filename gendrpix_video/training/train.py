@@ -62,6 +62,8 @@ def build_parser():
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resume-state", help="state.json of an earlier chunk, when only its weights (--init) "
+                   "survived (a fresh machine): steps, GPU time and history continue; the optimizer restarts")
     p.add_argument("--ship", help="also write fp16 weights with provenance here at the end")
     return p
 
@@ -162,6 +164,9 @@ def main(argv=None) -> int:
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, model, opt, disc, d_opt if disc else None)
         print(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} GPU-minutes)", file=sys.stderr)
+    elif args.resume_state:
+        state = json.loads(Path(args.resume_state).read_text())
+        print(f"continuing from weights at step {state['step']}; optimizer restarts", file=sys.stderr)
     print(f"stage {args.stage}: {model.config.name}, {count_parameters(model) / 1e6:.2f}M parameters", file=sys.stderr)
 
     # -- data ----------------------------------------------------------------------------------
