@@ -43,10 +43,7 @@ def parse_size(s: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def cuda_time(fn, warmup: int, repeat: int) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
+def cuda_time(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -58,13 +55,16 @@ def cuda_time(fn, warmup: int, repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure(fn, warmup, repeat, base_bytes=0) -> dict:
-    torch.cuda.synchronize()
+def measure(fn, warmup, repeat) -> dict:
+    """Warm up first (cuDNN autotuning, compilation), then reset the peak so it counts inference only."""
     gc.collect()
     torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
     try:
-        ms = cuda_time(fn, warmup, repeat)
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        ms = cuda_time(fn, repeat)
     except torch.OutOfMemoryError:
         return {"ms": None, "peak_gib": None, "error": "out of memory"}
     return {"ms": round(ms, 2), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)}
