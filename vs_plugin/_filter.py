@@ -13,10 +13,11 @@ Design notes
   request of a batch runs the network on all of it; the other frames of that
   batch are served from a small cache.  The partition of the clip into batches
   is fixed, so frame ``n`` is the same whichever order frames are requested in.
-* Concurrency: ``num_streams`` slots, each with its own CUDA stream, are handed
-  out through a queue (one batch per slot at a time).  Torch ops and stream
-  synchronisation release the GIL, so several VapourSynth worker threads keep
-  the GPU busy while Python waits.
+* Concurrency: the network runs on ``num_streams`` persistent worker threads,
+  each with its own CUDA stream (cuDNN handles and autotuning are per thread,
+  so they are tuned once).  VapourSynth threads copy frames into pinned
+  memory, wait for the batch (GIL released) and copy their output frame
+  straight from the GPU into the VapourSynth frame.
 * PadCFG offsets come from ``seed`` and are identical for every batch.
 * Nothing is printed: vspipe's stdout stays a clean video stream.
 """
@@ -25,9 +26,9 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -202,7 +203,7 @@ class _Entry:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: np.ndarray | None = None
+        self.result: torch.Tensor | None = None
         self.error: BaseException | None = None
         self.served: set[int] = set()
 
@@ -233,38 +234,62 @@ class _Runner:
         self.detail = float(detail)
         self.seed = int(seed)
 
-        self.slots: queue.Queue = queue.Queue()
-        for _ in range(num_streams):
-            stream = torch.cuda.Stream(self.device) if self.cuda else None
-            self.slots.put(stream)
+        # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
+        # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
+        # running the network on ever-changing VapourSynth worker threads would re-tune again and again.
+        self.pool = ThreadPoolExecutor(max_workers=num_streams, thread_name_prefix="gendrpix")
+        self._local = threading.local()
 
         self.lock = threading.Lock()
         self.cache: OrderedDict[int, _Entry] = OrderedDict()
-        self.max_entries = max(4, 2 * num_streams + 2)
+        self.max_entries = 2 * num_streams + 6
 
     # -- device work (called by the one thread that owns a batch) --
-    def _run_batch(self, frames: list[vs.VideoFrame]) -> np.ndarray:
+    def _run_batch(self, frames: list[vs.VideoFrame]) -> torch.Tensor:
+        """count x 3 x H x W in the clip's dtype, on the model's device (finished when returned)."""
         count = len(frames)
         h, w = frames[0].height, frames[0].width
-        stream = self.slots.get()  # blocks (GIL released) until a slot is free
-        try:
-            with torch.inference_mode():
-                host_in = torch.empty((count, 3, h, w), dtype=self.t_dtype, pin_memory=self.cuda)
-                view = host_in.numpy()
-                for i, f in enumerate(frames):
+        # frames -> (pinned) host tensor here, in the VapourSynth thread that owns the batch
+        host_in = torch.empty((count, 3, h, w), dtype=self.t_dtype, pin_memory=self.cuda)
+        view = host_in.numpy()
+        for i, f in enumerate(frames):
+            for p in range(3):
+                np.copyto(view[i, p], np.asarray(f[p]))
+        # the network on a worker thread; waiting on the future releases the GIL
+        return self.pool.submit(self._device_work, host_in).result()
+
+    def _device_work(self, host_in: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            if not self.cuda:
+                return self._infer(host_in)
+            stream = self._stream()
+            with torch.cuda.device(self.device), torch.cuda.stream(stream):
+                out = self._infer(host_in.to(self.device, non_blocking=True))
+                stream.synchronize()  # releases the GIL while the GPU works
+            return out
+
+    def _stream(self) -> torch.cuda.Stream:
+        """This thread's own CUDA stream (worker threads: inference; VapourSynth threads: copies)."""
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = torch.cuda.Stream(self.device)
+        return stream
+
+    def write(self, result: torch.Tensor, frame: vs.VideoFrame) -> None:
+        """Copy one 3 x H x W result into a writable VapourSynth frame (in the caller's thread).
+
+        From CUDA this is a plain device-to-host copy straight into the frame's memory, on a stream of
+        the calling thread; it returns when done and releases the GIL meanwhile, so the frames of a
+        batch are copied out in parallel.  No pinned staging buffers are held between batches.
+        """
+        with torch.inference_mode():
+            if self.cuda:
+                with torch.cuda.device(self.device), torch.cuda.stream(self._stream()):
                     for p in range(3):
-                        np.copyto(view[i, p], np.asarray(f[p]))
-                if self.cuda:
-                    with torch.cuda.device(self.device), torch.cuda.stream(stream):
-                        out = self._infer(host_in.to(self.device, non_blocking=True))
-                        host_out = torch.empty(out.shape, dtype=self.t_dtype, pin_memory=True)
-                        host_out.copy_(out, non_blocking=True)
-                        stream.synchronize()  # releases the GIL while the GPU works
-                else:
-                    host_out = self._infer(host_in).contiguous()
-            return host_out.numpy()
-        finally:
-            self.slots.put(stream)
+                        torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
+            else:
+                for p in range(3):
+                    torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         from gendrpix_video import restore
@@ -274,7 +299,7 @@ class _Runner:
                        detail=self.detail, seed=self.seed)
 
     # -- cache --
-    def get(self, n: int, frames: list[vs.VideoFrame]) -> np.ndarray:
+    def get(self, n: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
         """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's batch."""
         k, j = divmod(n, self.batch_size)
         with self.lock:
@@ -419,8 +444,7 @@ def gendrpix(
         batch = f[1:]
         result = runner.get(n, batch)
         fout = f[0].copy()
-        for p in range(3):
-            np.copyto(np.asarray(fout[p]), result[p])
+        runner.write(result, fout)
         _copy_props(fout, batch[n % batch_size], sar_factor)
         return fout
 
