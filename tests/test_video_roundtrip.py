@@ -138,3 +138,24 @@ def test_folder_in_folder_out_and_default_names(clips, tiny_model, tmp_path, cap
                                "--pix-fmt", "yuv420p", "--scale", "2", "--quiet")
     assert code == 0, err
     assert (src_dir / "a.upscaled.mkv").exists()
+
+
+def test_mkv_attachments_are_copied(clips, tiny_model, tmp_path, capsys):
+    """Fonts attached for ASS subtitles travel with the output."""
+    plain = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p", audio="flac")
+    src = tmp_path / "fonts.mkv"
+    with av.open(str(plain)) as i, av.open(str(src), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        o.add_attachment("font.ttf", "font/ttf", b"FONTDATA" * 32)
+        for p in i.demux():
+            if p.size:
+                p.stream = streams[p.stream.index]
+                o.mux(p)
+    out = tmp_path / "out.mkv"
+    code, _, err = run_upscale(capsys, src, "-o", out, "--model", tiny_model, "--codec", "ffv1",
+                               "--pix-fmt", "yuv420p", "--scale", "2", "--quiet")
+    assert code == 0, err
+    with av.open(str(out)) as c:
+        att = [s for s in c.streams if s.type == "attachment"]
+        assert len(att) == 1 and att[0].mimetype == "font/ttf" and bytes(att[0].data) == b"FONTDATA" * 32
+    assert video_pts(out) == video_pts(src)
