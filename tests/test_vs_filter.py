@@ -311,3 +311,15 @@ def test_bestsource_file_converted_and_upscaled(model, tmp_path):
         red = np.asarray(f[0]).astype(np.float32).mean()
         assert abs(red - 20 * n / 255) < 0.06  # still the source's picture
         assert yuv.get_frame(n).width == 128
+
+
+def test_inference_error_becomes_vs_error(model, monkeypatch):
+    import gendrpix_video
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gendrpix_video, "restore", broken)
+    out = gendrpix(_src(length=3), scale=2, model=model, batch_size=2)
+    with pytest.raises(vs.Error, match=r"gendrpix: inference failed on frames 2-2: RuntimeError: CUDA out of memory"):
+        out.get_frame(2)

@@ -313,9 +313,8 @@ class _Runner:
             else:
                 self.cache.move_to_end(k)
         if owner:
-            count = min(self.batch_size, self.num_frames - k * self.batch_size)
             try:
-                entry.result = self._run_batch(frames[:count])
+                entry.result = self._run_batch(frames[: min(self.batch_size, self.num_frames - k * self.batch_size)])
             except BaseException as e:  # noqa: BLE001 - handed to waiting threads
                 entry.error = e
                 with self.lock:
@@ -325,14 +324,15 @@ class _Runner:
                 entry.done.set()
         else:
             entry.done.wait()
+        count = min(self.batch_size, self.num_frames - k * self.batch_size)
         if entry.error is not None:
             e = entry.error
             if isinstance(e, vs.Error):
                 raise e
-            raise _err(f"inference failed on frames {k * self.batch_size}.. : {type(e).__name__}: {e}") from e
+            first = k * self.batch_size
+            raise _err(f"inference failed on frames {first}-{first + count - 1}: {type(e).__name__}: {e}") from e
         with self.lock:
             entry.served.add(j)
-            count = min(self.batch_size, self.num_frames - k * self.batch_size)
             if len(entry.served) >= count and self.cache.get(k) is entry:
                 del self.cache[k]
         return entry.result[j]
