@@ -1,5 +1,4 @@
 """GPU colour maths (run on the CPU here): matrices, ranges, bit depths, subsampling."""
-import numpy as np
 import pytest
 import torch
 

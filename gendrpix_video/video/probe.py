@@ -156,7 +156,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             duration = float(vs.duration * tb)
         elif c.duration:
             duration = c.duration / 1e6
-        frames = vs.frames or int(round(duration * rate)) if duration else vs.frames
+        frames = vs.frames or (int(round(duration * rate)) if duration else 0)  # an estimate, for progress
         start = Fraction(first.pts) * tb if first.pts is not None else Fraction(0)
         copy, dropped, codecs = [], [], []
         chapters = bool(c.chapters())

@@ -141,7 +141,6 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 
 def plan_target(src: Path, out: str | None, folder_mode: bool, s: dict, info) -> Path:
-    from .encode import CODECS  # noqa: F401 (keeps import order obvious)
     if out and not folder_mode:
         target = Path(out)
         if target.suffix.lower() not in CONTAINERS:
@@ -289,8 +288,6 @@ def run_one(src: Path, target_arg: str | None, folder_mode: bool, s: dict, args,
             window = (first, decoder.end_time)
         join(job.partial, CONTAINERS[target.suffix.lower()], info, job.segments(), shift=shift or 0,
              window=window)
-        if args.overwrite and target.exists():
-            pass  # replaced atomically by the rename
         job.commit()
         ok = True
     except KeyboardInterrupt:
