@@ -7,7 +7,16 @@ from pathlib import Path
 
 import yaml
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+def _preset_dir() -> Path:
+    """presets/ of the checkout (editable installs), else the copy packaged with a wheel install."""
+    repo = Path(__file__).resolve().parent.parent / "presets"
+    if repo.is_dir():
+        return repo
+    from importlib.resources import files
+    return Path(str(files("gendrpix_video.presets_data")))
+
+
+PRESET_DIR = _preset_dir()
 DEFAULT = "default"
 
 

@@ -106,7 +106,7 @@ register_teacher("test-bicubic", lambda device="cpu", dtype=torch.float32, **_: 
 
 def test_two_stages_train_and_resume(photo_set, tmp_path):
     common = ["--config", "tiny", "--data", str(photo_set), "--teacher", "test-bicubic", "--batch", "4",
-              "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu", "--eval-every", "1000"]
+              "--crop", "64", "--bank", "2", "--clean-fraction", "0.5", "--refresh", "1", "--device", "cpu", "--eval-every", "1000"]
     out1 = tmp_path / "s1"
     assert train_mod.main(common + ["--out", str(out1), "--max-steps", "3"]) == 0
     state = json.loads((out1 / "state.json").read_text())

@@ -33,7 +33,7 @@ from ..padcfg import restore
 from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import PhotoBank
-from .degrade import DegradeOptions, degrade, realistic_eval
+from .degrade import DegradeOptions, degrade, lr_size, realistic_eval
 from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
 from .metrics import psnr_y
 from .plot import loss_curve_png
@@ -57,6 +57,8 @@ def build_parser():
     p.add_argument("--hr-weight", type=float, default=1.0, help="a: weight of L1 to the ground truth")
     p.add_argument("--fourier-weight", type=float, default=0.1)
     p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
+    p.add_argument("--clean-fraction", type=float, default=0.0,
+                   help="share of bank batches made by plain bicubic downscaling (clean input stays sharp)")
     p.add_argument("--bank", type=int, default=256, help="batches of (HR, LR, teacher) kept on the GPU")
     p.add_argument("--refresh", type=int, default=4, help="bank batches remade every 10 steps")
     p.add_argument("--eval-every", type=int, default=500)
@@ -80,7 +82,13 @@ class PairBank:
     def make(self):
         a = self.args
         hr = self.photos.sample(a.batch, a.crop, self.g)
-        lr = degrade(hr, self.g, self.opts).lr
+        if random.random() < a.clean_fraction:
+            # The first trial over-smoothed clean input (bicubic-x4 set below bicubic): show it some.
+            s = random.uniform(*self.opts.scale)
+            lr = F.interpolate(hr, size=lr_size(*hr.shape[-2:], s), mode="bicubic", antialias=True)
+            lr = (lr.clamp(0, 1) * 255).round() / 255
+        else:
+            lr = degrade(hr, self.g, self.opts).lr
         with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.is_cuda):
             t = self.teacher.restore_to(lr, tuple(hr.shape[-2:]))
         self.made += 1
