@@ -1,0 +1,46 @@
+"""CUDA checks of the core (marker `gpu`: skipped without CUDA, run on the GPU machine)."""
+
+import pytest
+import torch
+
+from gendrpix_video import build_model, load_model, restore, save_weights
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    m = build_model("tiny")
+    torch.nn.init.normal_(m.unet.conv_out.weight, std=0.02)
+    return save_weights(m, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+@pytest.mark.parametrize("detail", [1.0, 1.5])
+def test_cuda_bf16_matches_cpu_fp32(weights, detail):
+    cpu = load_model(weights, device="cpu")
+    gpu = load_model(weights, device="cuda")   # bf16, channels-last by default on CUDA
+    assert gpu.dtype == torch.bfloat16
+    x = torch.rand(2, 3, 45, 61)
+    a = restore(cpu, x, (90, 122), detail=detail)
+    b = restore(gpu, x.cuda(), (90, 122), detail=detail)
+    assert b.is_cuda and b.dtype == x.dtype and b.shape == a.shape
+    assert (a - b.cpu()).abs().max() < 0.03
+
+
+def test_cuda_fp32_matches_cpu_closely(weights):
+    cpu = load_model(weights, device="cpu")
+    gpu = load_model(weights, device="cuda", dtype=torch.float32)
+    x = torch.rand(1, 3, 32, 32)
+    assert (restore(cpu, x, (64, 64)) - restore(gpu, x, (64, 64))).abs().max() < 1e-3
+
+
+def test_restore_on_a_side_stream(weights):
+    gpu = load_model(weights, device="cuda")
+    x = torch.rand(4, 3, 32, 32, device="cuda")
+    ref = restore(gpu, x, (64, 64), detail=1.3)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        out = restore(gpu, x, (64, 64), detail=1.3)
+    s.synchronize()
+    assert torch.equal(out, ref)
