@@ -226,7 +226,7 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
             loss_pos = l_t + 0.05 * adv + l_p + args.fourier_weight * l_f
-            logs.update(adv=float(adv), perc=float(l_p))
+            logs.update(adv=adv.item(), perc=l_p.item())
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
         opt.zero_grad(set_to_none=True)
