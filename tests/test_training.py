@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from gendrpix_video import build_model, load_model
@@ -12,7 +11,6 @@ from gendrpix_video.training import train as train_mod
 from gendrpix_video.training.checkpoint import load_checkpoint, save_checkpoint
 from gendrpix_video.training.losses import (Discriminator, G1Features, lattice_mask, masked_fourier_loss,
                                             perceptual_loss, rand_pad)
-from gendrpix_video.training.teacher import Teacher, register_teacher
 
 
 def test_lattice_mask_passes_the_x8_lattice_only():
@@ -90,18 +88,6 @@ def photo_set(tmp_path_factory):
     (root / "manifest.json").write_text(json.dumps(recs))
     return root
 
-
-class _BicubicX4(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, x):
-        return F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False) * self.w
-
-
-register_teacher("test-bicubic", lambda device="cpu", dtype=torch.float32, **_: Teacher(
-    _BicubicX4().to(device, dtype), 4, "test-bicubic"))
 
 
 def test_two_stages_train_and_resume(photo_set, tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,23 +15,7 @@ vs = pytest.importorskip("vapoursynth")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _import_vsgendrpix():
-    """`import vsgendrpix`; before `pip install -e .` maps it to vs_plugin/, via a symlink shim."""
-    try:
-        import gendrpix_video  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO))
-    try:
-        import vsgendrpix
-    except ImportError:
-        shim = Path(tempfile.mkdtemp(prefix="vsgendrpix-shim-"))
-        (shim / "vsgendrpix").symlink_to(REPO / "vs_plugin", target_is_directory=True)
-        sys.path.insert(0, str(shim))
-        import vsgendrpix
-    return vsgendrpix
-
-
-vsgendrpix = _import_vsgendrpix()
+import vsgendrpix  # noqa: E402  (pip install -e . maps vs_plugin/ to vsgendrpix)
 gendrpix = vsgendrpix.gendrpix
 core = vs.core
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,23 +18,6 @@ av = pytest.importorskip("av")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _import_vsgendrpix():
-    """`import vsgendrpix`; before `pip install -e .` maps it to vs_plugin/, via a symlink shim."""
-    try:
-        import gendrpix_video  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO))
-    try:
-        import vsgendrpix
-    except ImportError:
-        shim = Path(tempfile.mkdtemp(prefix="vsgendrpix-shim-"))
-        (shim / "vsgendrpix").symlink_to(REPO / "vs_plugin", target_is_directory=True)
-        sys.path.insert(0, str(shim))
-        import vsgendrpix
-    return vsgendrpix
-
-
-vsgendrpix = _import_vsgendrpix()
 from vsgendrpix.bench import _pythonpath, _vspipe  # noqa: E402
 
 VPY = r'''
