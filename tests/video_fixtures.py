@@ -95,8 +95,6 @@ def make_clip(
             format=pix_fmt, dst_colorspace=(colour[2] if colour else None) or 1,
             dst_color_range=(colour[3] if colour else None) or 1)
         frame.pts, frame.time_base = p, Fraction(1, 1000)
-        if interlaced:
-            pass
         out.mux(v.encode(frame))
     out.mux(v.encode(None))
     if a is not None:
