@@ -40,12 +40,8 @@ def compile_model(model, mode: str = "default"):
     return model
 
 
-def best_settings(config_name: str) -> dict:
-    """What the H100 benchmark found fastest per config (see BENCHMARKS.md)."""
-    return {"attention": "auto", "compile": "none"}
-
-
 def cuda_ready() -> None:
+    """Process-wide CUDA settings for inference: cuDNN autotuning (frame sizes are fixed per clip)."""
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

@@ -32,7 +32,7 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path | None:
     if name == DEFAULT_NAME:
         return None
     path = Path(name)
-    if not path.exists() and path.suffix != ".safetensors" and not os.sep in str(name):
+    if not path.exists() and path.suffix != ".safetensors" and os.sep not in str(name):
         raise WeightsError(f"unknown model {str(name)!r}: not a shipped model "
                            f"({', '.join(shipped) or 'none shipped'}) and no such file")
     return path
