@@ -287,13 +287,21 @@ class UNet(nn.Module):
         kv = [a.context_kv(contexts.to(p.dtype)) for a in self.cross_attentions]
         return Conditioning(temb, kv)
 
-    def forward(self, z, cond: Conditioning, ctx_index: torch.Tensor | None = None):
+    def encode(self, z, cond: Conditioning, ctx_index: torch.Tensor | None = None):
+        """The contracting path: (output of each level and the mid block, the skips the up path takes).
+        Also the frozen feature trunk of the Stage II discriminator."""
         x = self.conv_in(z)
-        skips = [x]
+        skips, feats = [x], [x]
         for blk in self.down_blocks:
             x = blk(x, cond, ctx_index, skips)
+            feats.append(x)
         if self.mid_block is not None:
-            x = self.mid_block(x, cond, ctx_index)
+            feats.append(self.mid_block(x, cond, ctx_index))
+        return feats, skips
+
+    def forward(self, z, cond: Conditioning, ctx_index: torch.Tensor | None = None):
+        feats, skips = self.encode(z, cond, ctx_index)
+        x = feats[-1]
         for blk in self.up_blocks:
             x = blk(x, cond, ctx_index, skips)
         return self.conv_out(F.silu(self.conv_norm_out(x)))

@@ -61,18 +61,8 @@ class G1Features(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        unet = self.g1.unet
-        cond = self.g1.conditioning()
         z = F.pixel_unshuffle(x * 2 - 1, SHUFFLE)
-        h = unet.conv_in(z)
-        feats, skips = [h], [h]
-        for blk in unet.down_blocks:
-            h = blk(h, cond, None, skips)
-            feats.append(h)
-        if unet.mid_block is not None:
-            h = unet.mid_block(h, cond, None)
-            feats.append(h)
-        return feats
+        return self.g1.unet.encode(z, self.g1.conditioning())[0]
 
 
 class Discriminator(nn.Module):
