@@ -107,3 +107,38 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert train_mod.main(common + ["--stage", "2", "--init", str(out1 / "model.safetensors"),
                                     "--out", str(out2), "--max-steps", "2"]) == 0
     assert json.loads((out2 / "state.json").read_text())["step"] == 2
+
+
+def test_ema_is_saved_resumed_and_shipped(photo_set, tmp_path):
+    from gendrpix_video.training.ema import EMA
+    m = build_model("tiny").train()
+    ema = EMA(m, 0.9)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    for step in range(3):
+        m(torch.rand(1, 3, 16, 16)).mean().backward()
+        opt.step()
+        ema.update(m, step)
+    # The average lags the weights: it is neither the start nor the current model.
+    w, a = m.unet.conv_in.weight, ema.model.unet.conv_in.weight
+    assert not torch.equal(w, a)
+    state = {"step": 3, "gpu_seconds": 1.0, "history": [], "evals": []}
+    save_checkpoint(tmp_path / "c.safetensors", m, opt, state, ema=ema)
+    m2 = build_model("tiny").train()
+    ema2 = EMA(m2, 0.9)
+    load_checkpoint(tmp_path / "c.safetensors", m2, torch.optim.AdamW(m2.parameters(), lr=1e-2), ema=ema2)
+    for k, v in ema.state_dict().items():
+        assert torch.equal(v, ema2.state_dict()[k])
+    # The trainer ships the average, and says so in the provenance.
+    out = tmp_path / "run"
+    assert train_mod.main(["--config", "tiny", "--data", str(photo_set), "--teacher", "test-bicubic", "--batch", "2",
+                           "--crop", "64", "--bank", "1", "--device", "cpu", "--out", str(out), "--max-steps", "2",
+                           "--ema", "0.5"]) == 0
+    shipped = load_model(out / "model.safetensors", device="cpu")
+    assert shipped.metadata["provenance"]["ema"] == 0.5
+
+
+def test_profile_mode_reports_step_time(photo_set, tmp_path, capsys):
+    assert train_mod.main(["--config", "tiny", "--data", str(photo_set), "--teacher", "test-bicubic", "--batch", "2",
+                           "--crop", "64", "--bank", "1", "--device", "cpu", "--out", str(tmp_path / "p"),
+                           "--profile", "2"]) == 0
+    assert "ms/step over 2 steps" in capsys.readouterr().out

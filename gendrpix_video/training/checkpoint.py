@@ -36,10 +36,13 @@ def _unflatten(prefix, module, opt, tensors, meta):
     opt.load_state_dict({"state": state, "param_groups": json.loads(meta[f"{prefix}/param_groups"])})
 
 
-def save_checkpoint(path, model, opt, state: dict, disc=None, d_opt=None) -> None:
+def save_checkpoint(path, model, opt, state: dict, disc=None, d_opt=None, ema=None) -> None:
     tensors: dict = {}
     meta = {"state": json.dumps(state)}
     _flatten("g", model, opt, tensors, meta)
+    if ema is not None:
+        for k, v in ema.state_dict().items():
+            tensors[f"ema/{k}"] = v.detach().cpu().contiguous()
     if disc is not None:
         # The discriminator's frozen trunk is G1, rebuilt from --init: only its head is saved.
         head = torch.nn.ModuleDict({"deep": disc.head_deep, "fine": disc.head_fine})
@@ -49,7 +52,7 @@ def save_checkpoint(path, model, opt, state: dict, disc=None, d_opt=None) -> Non
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, model, opt, disc=None, d_opt=None) -> dict:
+def load_checkpoint(path, model, opt, disc=None, d_opt=None, ema=None) -> dict:
     tensors = load_file(str(path), device=str(next(model.parameters()).device))
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
@@ -58,5 +61,9 @@ def load_checkpoint(path, model, opt, disc=None, d_opt=None) -> dict:
     if disc is not None and "d/param_groups" in meta:
         head = torch.nn.ModuleDict({"deep": disc.head_deep, "fine": disc.head_fine})
         _unflatten("d", head, d_opt, tensors, meta)
+    if ema is not None:
+        sd = {k[4:]: v for k, v in tensors.items() if k.startswith("ema/")}
+        # A checkpoint from before the average existed: start it from the current weights.
+        ema.load_state_dict(sd if sd else model.state_dict())
     model.invalidate()
     return json.loads(meta["state"])

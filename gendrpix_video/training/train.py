@@ -33,6 +33,7 @@ from ..padcfg import restore
 from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import PhotoBank
+from .ema import EMA
 from .degrade import DegradeOptions, degrade, lr_size, realistic_eval
 from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
 from .metrics import psnr_y
@@ -67,6 +68,12 @@ def build_parser():
     p.add_argument("--resume-state", help="state.json of an earlier chunk, when only its weights (--init) "
                    "survived (a fresh machine): steps, GPU time and history continue; the optimizer restarts")
     p.add_argument("--ship", help="also write fp16 weights with provenance here at the end")
+    p.add_argument("--ema", type=float, default=0.999,
+                   help="decay of the weight average that is evaluated and saved (0: none)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    p.add_argument("--channels-last", action="store_true", help="NHWC activations in the UNet")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile N steps after warm-up, print the top kernels and ms/step, then stop")
     return p
 
 
@@ -157,6 +164,8 @@ def main(argv=None) -> int:
     else:
         model = build_model(args.config, device=dev)
     model.train().requires_grad_(True)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     disc = None
     if args.stage == 2:
         if not args.init:
@@ -167,15 +176,19 @@ def main(argv=None) -> int:
         disc = Discriminator(G1Features(g1)).to(dev)
         d_params = [p for n, p in disc.named_parameters() if not n.startswith("trunk.")]
         d_opt = torch.optim.AdamW(d_params, lr=args.lr, betas=(0.5, 0.99), weight_decay=0.0)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    fused = dict(fused=True) if dev.type == "cuda" else {}
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0, **fused)
+    ema = EMA(model, args.ema) if args.ema > 0 else None
     state = {"step": 0, "gpu_seconds": 0.0, "history": [], "evals": []}
     if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, model, opt, disc, d_opt if disc else None)
+        state = load_checkpoint(ckpt_path, model, opt, disc, d_opt if disc else None, ema)
         print(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} GPU-minutes)", file=sys.stderr)
     elif args.resume_state:
         state = json.loads(Path(args.resume_state).read_text())
         print(f"continuing from weights at step {state['step']}; optimizer restarts", file=sys.stderr)
     print(f"stage {args.stage}: {model.config.name}, {count_parameters(model) / 1e6:.2f}M parameters", file=sys.stderr)
+    net = torch.compile(model) if args.compile else model
+    shipped = ema.model if ema else model
 
     # -- data ----------------------------------------------------------------------------------
     from .teacher import load_teacher
@@ -203,14 +216,13 @@ def main(argv=None) -> int:
     t_loop = time.time()
     gpu_before = state["gpu_seconds"] + (t_loop - t_start)
     last = t_loop
-    while time.time() < deadline - 20 and (args.max_steps is None or state["step"] < args.max_steps):
-        step = state["step"]
+    def train_step(step):
         for grp in opt.param_groups:
             grp["lr"] = args.lr * schedule(step)
         hr, lr, t = bank.draw()
         size = tuple(hr.shape[-2:])
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            y = forward_random_phase(model, lr, size, ctx).float()
+            y = forward_random_phase(net, lr, size, ctx).float()
         yp, yn = y[:npos], y[npos:]
         l_t = F.l1_loss(yp, t[:npos])
         l_hr = F.l1_loss(yp, hr[:npos])
@@ -226,45 +238,57 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
             loss_pos = l_t + 0.05 * adv + l_p + args.fourier_weight * l_f
-            logs.update(adv=adv.item(), perc=l_p.item())
+            logs.update(adv=adv, perc=l_p)
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            ema.update(model, step)
         if disc is not None:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 d_loss = (F.softplus(disc(rand_pad(yp.detach()))) + F.softplus(-disc(rand_pad(hr[:npos])))).mean()
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-            logs["d"] = float(d_loss)
-        state["step"] = step + 1
+            logs["d"] = d_loss
         if step % 10 == 0:
             bank.refresh(args.refresh)
+        return dict(loss=loss, l1_teacher=l_t, l1_hr=l_hr, fourier=l_f, **logs)
+
+    if args.profile:
+        return profile_steps(train_step, state["step"], args.profile, dev)
+
+    while time.time() < deadline - 20 and (args.max_steps is None or state["step"] < args.max_steps):
+        step = state["step"]
+        logs = train_step(step)
+        state["step"] = step + 1
         if step % 50 == 0:
             now = time.time()
-            rec = dict(step=step, loss=loss.item(), l1_teacher=l_t.item(), l1_hr=l_hr.item(), fourier=l_f.item(),
-                       lr=opt.param_groups[0]["lr"], gpu_min=(gpu_before + now - t_loop) / 60, **logs)
+            rec = dict(step=step, lr=opt.param_groups[0]["lr"], gpu_min=(gpu_before + now - t_loop) / 60,
+                       **{k: v.item() for k, v in logs.items()})
             state["history"].append(rec)
             if step % 500 == 0:
-                print(f"step {step} loss {loss.item():.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)",
+                print(f"step {step} loss {rec['loss']:.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)",
                       file=sys.stderr, flush=True)
             last = now
         if step and step % args.eval_every == 0:
-            run_eval(model, val, state, gpu_before + time.time() - t_loop)
+            run_eval(shipped, val, state, gpu_before + time.time() - t_loop)
 
     state["gpu_seconds"] = gpu_before + time.time() - t_loop
-    run_eval(model, val, state, state["gpu_seconds"])
-    save_checkpoint(ckpt_path, model, opt, state, disc, d_opt if disc else None)
+    run_eval(shipped, val, state, state["gpu_seconds"])
+    save_checkpoint(ckpt_path, model, opt, state, disc, d_opt if disc else None, ema)
     prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
                 teacher=args.teacher, data=str(args.data), batch=args.batch, crop=args.crop,
                 val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
-    model.metadata = {"provenance": prov}
-    save_weights(model, out / "model.safetensors", scale_range=(2.0, 4.0))
+    if ema is not None:
+        prov["ema"] = args.ema
+    shipped.metadata = {"provenance": prov}
+    save_weights(shipped, out / "model.safetensors", scale_range=(2.0, 4.0))
     if args.ship:
-        save_weights(model, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
+        save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
                      license="Apache-2.0 (weights); trained on CC/GPL photos from Debian packages, "
                              "teacher Real-ESRGAN (BSD-3-Clause)")
     loss_curve_png(state, out / "loss.png")
@@ -272,6 +296,29 @@ def main(argv=None) -> int:
     print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
           f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
           f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
+    return 0
+
+
+def profile_steps(train_step, start: int, n: int, dev) -> int:
+    """Time n steps after 10 warm-up steps and print where the time goes (kernels by GPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+    for i in range(10):
+        train_step(start + i)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.time()
+    for i in range(n):
+        train_step(start + 10 + i)
+    sync()
+    wall = (time.time() - t0) / n * 1000
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for i in range(n):
+            train_step(start + 10 + n + i)
+        sync()
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=25))
+    print(f"profile: {wall:.1f} ms/step over {n} steps (no profiler)")
     return 0
 
 
