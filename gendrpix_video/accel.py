@@ -17,6 +17,7 @@ ATTENTION = {
     "flash": SDPBackend.FLASH_ATTENTION,
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
+    "fa4": None,  # FlashAttention-4 (CuTe DSL; Hopper and Blackwell), optional package flash-attn-4
 }
 COMPILE = ("none", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
 
@@ -25,8 +26,37 @@ def attention(backend: str = "auto"):
     """Context manager that pins scaled-dot-product attention to one backend ('auto': torch picks)."""
     if backend not in ATTENTION:
         raise ValueError(f"unknown attention backend {backend!r}; choose from {', '.join(ATTENTION)}")
+    if backend == "fa4":
+        return _swap_self_attention(_fa4_attention())
     b = ATTENTION[backend]
     return contextlib.nullcontext() if b is None else sdpa_kernel([b])
+
+
+def _fa4_attention():
+    try:
+        from flash_attn.cute import flash_attn_func
+    except ImportError as e:
+        raise RuntimeError("attention backend 'fa4' needs the optional package flash-attn-4 "
+                           "(pip install --pre flash-attn-4) and a Hopper or Blackwell GPU") from e
+
+    def fa4(q, k, v):
+        if q.dtype not in (torch.float16, torch.bfloat16) or not q.is_cuda:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        # FA4 takes B x tokens x heads x dim; our heads-first tensors are transposed views of
+        # exactly that layout, so these transposes move no memory.
+        o = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return (o[0] if isinstance(o, tuple) else o).transpose(1, 2)
+    return fa4
+
+
+@contextlib.contextmanager
+def _swap_self_attention(fn):
+    from . import unet
+    old = unet.set_self_attention(fn)
+    try:
+        yield
+    finally:
+        unet.set_self_attention(old)
 
 
 def compile_model(model, mode: str = "default"):

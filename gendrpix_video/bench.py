@@ -35,6 +35,8 @@ VARIANTS = {
     "autotune": ("auto", "max-autotune-no-cudagraphs", True),
     "graphs": ("auto", "reduce-overhead", True),
     "graphs-nchw": ("auto", "reduce-overhead", False),
+    "fa4": ("fa4", "none", True),
+    "fa4-compile": ("fa4", "default", True),
 }
 
 

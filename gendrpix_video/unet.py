@@ -68,6 +68,18 @@ class ResnetBlock2D(nn.Module):
         return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
 
 
+# The self-attention kernel: torch's SDPA unless `accel.attention("fa4")` swaps in FlashAttention-4.
+# Cross-attention (4 context tokens) always uses SDPA: it is cheap and FA4 gains nothing there.
+_self_attention = F.scaled_dot_product_attention
+
+
+def set_self_attention(fn):
+    """Install `fn(q, k, v)` (B x heads x tokens x head_dim) for self-attention; returns the old one."""
+    global _self_attention
+    old, _self_attention = _self_attention, fn
+    return old
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, head_dim: int, kv_dim: int | None = None):
         super().__init__()
@@ -89,8 +101,11 @@ class Attention(nn.Module):
     def forward(self, x, kv=None):
         b, n, c = x.shape
         q = self._split(self.to_q(x))
-        k, v = kv if kv is not None else self.context_kv(x)
-        o = F.scaled_dot_product_attention(q, k, v)
+        if kv is None:
+            k, v = self.context_kv(x)
+            o = _self_attention(q, k, v)
+        else:
+            o = F.scaled_dot_product_attention(q, *kv)
         return self.to_out[0](o.transpose(1, 2).reshape(b, n, -1))
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One training chunk on the GPU machine (device tool): resumes from RUN/ckpt.safetensors on that
-# machine's disk, or from INIT weights carried in .carry/ when the machine is fresh.
-# usage: scripts/device_train.sh STAGE RUN MINUTES [extra train args...]
+# machine's disk, or from --init weights when the machine is fresh.
+# usage: [DATA=dir] [TEACHER=file] scripts/device_train.sh STAGE RUN MINUTES [extra train args...]
+# DATA and TEACHER default to the carried data/photos and .carry/teacher_x4plus.safetensors; the
+# two together exceed one call's carry limit, so a session stashes them outside the repo first.
 set -uo pipefail
 stage=$1 run=$2 minutes=$3; shift 3
 export PYTHONUNBUFFERED=1
 mkdir -p "$run"
-python3 -m gendrpix_video.training.train --stage "$stage" --config small --data data/photos \
-  --teacher .carry/teacher_x4plus.safetensors --out "$run" --minutes "$minutes" "$@" 2>&1 | grep -v Warning
+python3 -m gendrpix_video.training.train --stage "$stage" --config small --data "${DATA:-data/photos}" \
+  --teacher "${TEACHER:-.carry/teacher_x4plus.safetensors}" --out "$run" --minutes "$minutes" "$@" 2>&1 | grep -v Warning
 # Bring back what must be kept: fp16 weights (split under the 16 MiB file limit), curve, state.
 if [ -n "${OUT:-}" ] && [ -f "$run/model.safetensors" ]; then
   python3 - "$run" <<'PY'
