@@ -10,14 +10,5 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$run"
 python3 -m gendrpix_video.training.train --stage "$stage" --config small --data "${DATA:-data/photos}" \
   --teacher "${TEACHER:-.carry/teacher_x4plus.safetensors}" --out "$run" --minutes "$minutes" "$@" 2>&1 | grep -v Warning
-# Bring back what must be kept: fp16 weights (split under the 16 MiB file limit), curve, state.
-if [ -n "${OUT:-}" ] && [ -f "$run/model.safetensors" ]; then
-  python3 - "$run" <<'PY'
-import sys, torch
-from gendrpix_video import load_weights, save_weights
-m = load_weights(f"{sys.argv[1]}/model.safetensors")
-save_weights(m, f"{sys.argv[1]}/model_fp16.safetensors", dtype=torch.float16)
-PY
-  split -b 15M "$run/model_fp16.safetensors" "$OUT/model_fp16.part."
-  cp "$run/loss.png" "$run/state.json" "$OUT/"
-fi
+# Bring back what must be kept (weights, curve, state) when run through the device tool.
+if [ -n "${OUT:-}" ]; then "$(dirname "$0")/device_fetch.sh" "$run"; fi

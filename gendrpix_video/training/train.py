@@ -56,6 +56,9 @@ def build_parser():
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--hr-weight", type=float, default=1.0, help="a: weight of L1 to the ground truth")
+    p.add_argument("--stage2-hr-weight", type=float, default=0.0,
+                   help="Stage II's L1 to the ground truth (0 = the paper's loss); keeps fidelity while "
+                        "the adversarial term adds texture")
     p.add_argument("--fourier-weight", type=float, default=0.1)
     p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
     p.add_argument("--clean-fraction", type=float, default=0.0,
@@ -96,7 +99,11 @@ class PairBank:
             lr = (lr.clamp(0, 1) * 255).round() / 255
         else:
             lr = degrade(hr, self.g, self.opts).lr
-        with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.is_cuda):
+        # LR sizes vary with the random scale: with cuDNN autotuning on, every new size re-tunes all
+        # of the teacher's ~350 convolutions (measured: most of a 268 ms step was CPU time in
+        # cudnn_convolution). The heuristic choice is close enough for a teacher.
+        with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.is_cuda), \
+                torch.backends.cudnn.flags(enabled=True, benchmark=False):
             t = self.teacher.restore_to(lr, tuple(hr.shape[-2:]))
         self.made += 1
         q = lambda x: (x.float().clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
@@ -237,7 +244,7 @@ def main(argv=None) -> int:
                 l_p = perceptual_loss(disc.trunk, yp, hr[:npos])
                 with torch.no_grad():
                     target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
-            loss_pos = l_t + 0.05 * adv + l_p + args.fourier_weight * l_f
+            loss_pos = l_t + args.stage2_hr_weight * l_hr + 0.05 * adv + l_p + args.fourier_weight * l_f
             logs.update(adv=adv, perc=l_p)
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
