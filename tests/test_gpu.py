@@ -44,3 +44,14 @@ def test_restore_on_a_side_stream(weights):
         out = restore(gpu, x, (64, 64), detail=1.3)
     s.synchronize()
     assert torch.equal(out, ref)
+
+
+def test_fa4_self_attention_matches_sdpa():
+    """The optional FlashAttention-4 backend (PyPI flash-attn-4) computes what SDPA computes."""
+    pytest.importorskip("flash_attn.cute")
+    from gendrpix_video import accel
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 5, 4096, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    got = accel._fa4_attention()(q, k, v)
+    assert got.shape == ref.shape and (got.float() - ref.float()).abs().max() < 2e-2
