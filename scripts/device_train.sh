@@ -9,6 +9,6 @@ stage=$1 run=$2 minutes=$3; shift 3
 export PYTHONUNBUFFERED=1
 mkdir -p "$run"
 python3 -m gendrpix_video.training.train --stage "$stage" --config small --data "${DATA:-data/photos}" \
-  --teacher "${TEACHER:-.carry/teacher_x4plus.safetensors}" --out "$run" --minutes "$minutes" "$@" 2>&1 | grep -v Warning
+  --teacher "${TEACHER:-.carry/teacher_x4plus.safetensors}" --out "$run" --minutes "$minutes" "$@" 2>&1 | grep --line-buffered -v Warning
 # Bring back what must be kept (weights, curve, state) when run through the device tool.
 if [ -n "${OUT:-}" ]; then "$(dirname "$0")/device_fetch.sh" "$run"; fi

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Wait (at most SECONDS, default 540) for a background training run to end, print its log's tail,
+# and fetch its results into $OUT when it has ended.
+# usage: scripts/device_wait.sh RUN [SECONDS]
+set -uo pipefail
+run=$1 limit=${2:-540}
+for _ in $(seq 1 $((limit / 5))); do
+  pgrep -f "training.train .*--out $run( |$)" > /dev/null || break
+  sleep 5
+done
+tail -n 20 "$run/train.log"
+if pgrep -f "training.train .*--out $run( |$)" > /dev/null; then
+  echo "still running"
+else
+  "$(dirname "$0")/device_fetch.sh" "$run"
+fi
