@@ -32,18 +32,19 @@ def attention(backend: str = "auto"):
     return contextlib.nullcontext() if b is None else sdpa_kernel([b])
 
 
+def _fa4_bshd(q, k, v):
+    from flash_attn.cute import flash_attn_func
+    o = flash_attn_func(q, k, v)
+    return o[0] if isinstance(o, tuple) else o
+
+
 def _fa4_attention():
     try:
-        from flash_attn.cute import flash_attn_func
+        import flash_attn.cute  # noqa: F401
     except ImportError as e:
         raise RuntimeError("attention backend 'fa4' needs the optional package flash-attn-4 "
                            "(pip install --pre flash-attn-4) and a Hopper or Blackwell GPU") from e
-
-    def bshd(q, k, v):
-        o = flash_attn_func(q, k, v)
-        return o[0] if isinstance(o, tuple) else o
-
-    op = opaque_attention("fa4_attention", bshd)
+    op = opaque_attention("fa4_attention", _fa4_bshd)
 
     def fa4(q, k, v):
         if q.dtype not in (torch.float16, torch.bfloat16) or not q.is_cuda:
@@ -62,10 +63,13 @@ def opaque_attention(name: str, bshd_fn):
     As an opaque op it does not break the compiled graph, so inductor still fuses the norms and
     projections around it (a plain call cost 29 ms of compile's gain on sd21 at 4K). The
     heads-first tensors are transposed views of the B x tokens x heads x dim layout, so the
-    transposes move no memory. Registered once per name.
+    transposes move no memory. Registered once per name: a name already registered must come with
+    the same kernel.
     """
     if name in _OPAQUE:
-        return _OPAQUE[name]
+        if _OPAQUE[name][1] is not bshd_fn:
+            raise ValueError(f"opaque attention {name!r} is already registered with another kernel")
+        return _OPAQUE[name][0]
 
     @torch.library.custom_op(f"gendrpix::{name}", mutates_args=())
     def op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -76,7 +80,7 @@ def opaque_attention(name: str, bshd_fn):
         b, h, n, _ = q.shape
         return q.new_empty(b, n, h, v.shape[-1]).transpose(1, 2)
 
-    _OPAQUE[name] = op
+    _OPAQUE[name] = (op, bshd_fn)
     return op
 
 
