@@ -37,6 +37,7 @@ VARIANTS = {
     "graphs-nchw": ("auto", "reduce-overhead", False),
     "fa4": ("fa4", "none", True),
     "fa4-compile": ("fa4", "default", True),
+    "fa4-autotune": ("fa4", "max-autotune-no-cudagraphs", True),
 }
 
 

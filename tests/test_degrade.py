@@ -102,3 +102,19 @@ def test_eval_degradations():
     assert not torch.equal(a, dg.realistic_eval(hr, seed=4))
     b = dg.bicubic_down(hr, 4)
     assert b.shape == (2, 3, 16, 16) and 0 <= b.min() and b.max() <= 1
+
+
+def test_first_order_is_seeded_sized_and_milder():
+    hr = _images(4, 64)
+    a = dg.degrade_first_order(hr, torch.Generator().manual_seed(3))
+    b = dg.degrade_first_order(hr, torch.Generator().manual_seed(3))
+    assert torch.equal(a.lr, b.lr) and a.scale == b.scale
+    assert a.lr.shape == (4, 3, round(64 / a.scale), round(64 / a.scale))
+    assert torch.equal(a.lr, torch.round(a.lr * 255) / 255)
+
+    def err(d):  # distance from a plain bicubic downscale at the same scale
+        ref = torch.nn.functional.interpolate(hr, size=d.lr.shape[-2:], mode="bicubic", antialias=True)
+        return float((d.lr - ref).abs().mean())
+    one = [err(dg.degrade_first_order(hr, torch.Generator().manual_seed(s))) for s in range(12)]
+    two = [err(dg.degrade(hr, torch.Generator().manual_seed(s))) for s in range(12)]
+    assert sum(one) < sum(two)

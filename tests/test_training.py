@@ -9,6 +9,7 @@ from PIL import Image
 from gendrpix_video import build_model, load_model
 from gendrpix_video.training import train as train_mod
 from gendrpix_video.training.checkpoint import load_checkpoint, save_checkpoint
+from gendrpix_video.training.teacher import load_teacher
 from gendrpix_video.training.losses import (Discriminator, G1Features, lattice_mask, masked_fourier_loss,
                                             perceptual_loss, rand_pad)
 
@@ -107,6 +108,36 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert train_mod.main(common + ["--stage", "2", "--init", str(out1 / "model.safetensors"),
                                     "--out", str(out2), "--max-steps", "2"]) == 0
     assert json.loads((out2 / "state.json").read_text())["step"] == 2
+
+
+def test_bank_mixes_clean_mild_and_full_batches_with_a_clean_teacher(photo_set):
+    import random
+    args = train_mod.build_parser().parse_args(
+        ["--out", "x", "--batch", "2", "--crop", "64", "--clean-fraction", "0.4", "--mild-fraction", "0.3"])
+    photos = train_mod.PhotoBank.load(photo_set, "train")
+    teacher = load_teacher("test-bicubic")
+    clean = load_teacher("test-bicubic")
+    clean.net.w.data.fill_(0.5)  # a distinguishable teacher: half brightness
+    random.seed(0)
+    bank = train_mod.PairBank(photos, teacher, args, torch.Generator().manual_seed(0), clean)
+    seen = {}
+    for _ in range(40):
+        before = dict(bank.kinds)
+        hr, lr, t = bank.make()
+        kind = next(k for k in bank.kinds if bank.kinds[k] != before[k])
+        up = torch.nn.functional.interpolate(lr.float() / 255, scale_factor=4, mode="bicubic")
+        ratio = float((t.float() / 255).mean() / up.clamp(0, 1).mean())
+        seen.setdefault(kind, []).append(ratio)
+    assert set(seen) == {"clean", "mild", "full"}
+    assert all(abs(r - 0.5) < 0.05 for r in seen["clean"])
+    assert all(abs(r - 1.0) < 0.05 for r in seen["mild"] + seen["full"])
+
+
+def test_fractions_over_one_are_refused(photo_set, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_mod.main(["--out", str(tmp_path / "o"), "--data", str(photo_set), "--clean-fraction", "0.6",
+                        "--mild-fraction", "0.6", "--device", "cpu"])
+    assert e.value.code == 2 and "sum to at most 1" in capsys.readouterr().err
 
 
 def test_ema_is_saved_resumed_and_shipped(photo_set, tmp_path):

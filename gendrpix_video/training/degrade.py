@@ -2,6 +2,7 @@
 
 - `degrade`: Real-ESRGAN-style second-order degradation (blur, resize, noise, JPEG, twice, then a
   final resize to the target with an optional sinc filter), random overall scale in [2, 4].
+- `degrade_first_order`: the same first round alone, resized straight to the target.
   Kernels, noise and JPEG quality are drawn per sample; resize choices per batch (they set the
   tensor size). All randomness comes from one torch.Generator, so a seed reproduces a batch.
 - `jpeg`: a pure-torch baseline JPEG round trip (YCbCr, 4:2:0, 8x8 DCT, standard tables scaled by
@@ -363,6 +364,31 @@ def degrade(hr: torch.Tensor, generator: torch.Generator,
     else:
         x = jpeg(x.clamp(0, 1), q3)
         x = filter2d(resize(x, out_hw, mode), k3)
+    lr = (torch.round(x.clamp(0, 1) * 255) / 255).to(hr.dtype)
+    return Degraded(lr, hr, s)
+
+
+@torch.no_grad()
+def degrade_first_order(hr: torch.Tensor, generator: torch.Generator,
+                        opts: DegradeOptions | None = None, scale: float | None = None) -> Degraded:
+    """One round only: blur, resize to the target, noise, JPEG (stage-1 ranges of `opts`).
+
+    Most archived video went through one scaler and one encoder, milder than the second-order
+    pipeline; training on a share of these keeps the model from over-smoothing such input.
+    """
+    o = opts or DegradeOptions()
+    g = generator
+    n, _, h, w = hr.shape
+    s = scale if scale is not None else o.scale[0] + (o.scale[1] - o.scale[0]) * _scalar(g)
+    out_hw = lr_size(h, w, s)
+    k = random_kernels(g, n, o.blur_sigma, o.kernel_probs, o.betag, o.betap, o.sinc_prob,
+                       o.kernel_size)
+    x = filter2d(hr.float(), k)
+    mode = o.modes[int(torch.randint(len(o.modes), (1,), generator=g, device=g.device))]
+    x = resize(x, out_hw, mode)
+    x = add_noise(x, g, o.gaussian_noise_prob, o.noise_range, o.poisson_scale_range,
+                  o.gray_noise_prob)
+    x = jpeg(x.clamp(0, 1), _uniform(g, *o.jpeg_range, n))
     lr = (torch.round(x.clamp(0, 1) * 255) / 255).to(hr.dtype)
     return Degraded(lr, hr, s)
 

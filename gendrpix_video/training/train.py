@@ -34,7 +34,7 @@ from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import PhotoBank
 from .ema import EMA
-from .degrade import DegradeOptions, degrade, lr_size, realistic_eval
+from .degrade import DegradeOptions, degrade, degrade_first_order, lr_size, realistic_eval
 from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
 from .metrics import psnr_y
 from .plot import loss_curve_png
@@ -63,6 +63,11 @@ def build_parser():
     p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
     p.add_argument("--clean-fraction", type=float, default=0.0,
                    help="share of bank batches made by plain bicubic downscaling (clean input stays sharp)")
+    p.add_argument("--mild-fraction", type=float, default=0.0,
+                   help="share of bank batches made by one round of degradation instead of two")
+    p.add_argument("--clean-teacher",
+                   help="teacher for the clean batches (default: --teacher); a fidelity model such as "
+                        "span-x4 gives clean input a sharp, faithful target")
     p.add_argument("--bank", type=int, default=256, help="batches of (HR, LR, teacher) kept on the GPU")
     p.add_argument("--refresh", type=int, default=4, help="bank batches remade every 10 steps")
     p.add_argument("--eval-every", type=int, default=500)
@@ -83,28 +88,36 @@ def build_parser():
 class PairBank:
     """(HR, LR, teacher output) batches kept on the device as uint8; refreshed a slice at a time."""
 
-    def __init__(self, photos: PhotoBank, teacher, args, g: torch.Generator):
+    def __init__(self, photos: PhotoBank, teacher, args, g: torch.Generator, clean_teacher=None):
         self.photos, self.teacher, self.args, self.g = photos, teacher, args, g
+        self.clean_teacher = clean_teacher or teacher
         self.opts = DegradeOptions()
         self.items: list[tuple] = []
         self.made = 0
+        self.kinds = {"clean": 0, "mild": 0, "full": 0}
 
     def make(self):
         a = self.args
         hr = self.photos.sample(a.batch, a.crop, self.g)
-        if random.random() < a.clean_fraction:
+        r = random.random()
+        teacher = self.teacher
+        if r < a.clean_fraction:
             # The first trial over-smoothed clean input (bicubic-x4 set below bicubic): show it some.
+            kind, teacher = "clean", self.clean_teacher
             s = random.uniform(*self.opts.scale)
             lr = F.interpolate(hr, size=lr_size(*hr.shape[-2:], s), mode="bicubic", antialias=True)
             lr = (lr.clamp(0, 1) * 255).round() / 255
+        elif r < a.clean_fraction + a.mild_fraction:
+            kind, lr = "mild", degrade_first_order(hr, self.g, self.opts).lr
         else:
-            lr = degrade(hr, self.g, self.opts).lr
+            kind, lr = "full", degrade(hr, self.g, self.opts).lr
+        self.kinds[kind] += 1
         # LR sizes vary with the random scale: with cuDNN autotuning on, every new size re-tunes all
         # of the teacher's ~350 convolutions (measured: most of a 268 ms step was CPU time in
         # cudnn_convolution). The heuristic choice is close enough for a teacher.
         with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.is_cuda), \
                 torch.backends.cudnn.flags(enabled=True, benchmark=False):
-            t = self.teacher.restore_to(lr, tuple(hr.shape[-2:]))
+            t = teacher.restore_to(lr, tuple(hr.shape[-2:]))
         self.made += 1
         q = lambda x: (x.float().clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
         return q(hr), q(lr), q(t)
@@ -151,7 +164,11 @@ class ValSet:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fr = (args.clean_fraction, args.mild_fraction)
+    if min(fr) < 0 or sum(fr) > 1:
+        parser.error("--clean-fraction and --mild-fraction must be >= 0 and sum to at most 1")
     dev = torch.device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,10 +216,12 @@ def main(argv=None) -> int:
 
     # -- data ----------------------------------------------------------------------------------
     from .teacher import load_teacher
-    teacher = load_teacher(args.teacher, device=dev, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
+    tdtype = torch.float16 if dev.type == "cuda" else torch.float32
+    teacher = load_teacher(args.teacher, device=dev, dtype=tdtype)
+    clean_teacher = load_teacher(args.clean_teacher, device=dev, dtype=tdtype) if args.clean_teacher else None
     g = torch.Generator(device=dev).manual_seed(args.seed * 7919 + state["step"])
     photos = PhotoBank.load(args.data, "train", device=dev)
-    bank = PairBank(photos, teacher, args, g)
+    bank = PairBank(photos, teacher, args, g, clean_teacher)
     bank.fill()
     val = ValSet(args.data, dev)
     if not state["evals"]:
@@ -288,7 +307,9 @@ def main(argv=None) -> int:
     run_eval(shipped, val, state, state["gpu_seconds"])
     save_checkpoint(ckpt_path, model, opt, state, disc, d_opt if disc else None, ema)
     prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
-                teacher=args.teacher, data=str(args.data), batch=args.batch, crop=args.crop,
+                teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
+                clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
+                data=str(args.data), batch=args.batch, crop=args.crop,
                 val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
     if ema is not None:
         prov["ema"] = args.ema
@@ -300,6 +321,7 @@ def main(argv=None) -> int:
                              "teacher Real-ESRGAN (BSD-3-Clause)")
     loss_curve_png(state, out / "loss.png")
     (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
+    print(f"bank batches made this chunk: {bank.kinds}", file=sys.stderr)
     print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
           f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
           f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
