@@ -318,7 +318,9 @@ def main(argv=None) -> int:
     if args.ship:
         save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
                      license="Apache-2.0 (weights); trained on CC/GPL photos from Debian packages, "
-                             "teacher Real-ESRGAN (BSD-3-Clause)")
+                             f"teacher {args.teacher}"
+                             + (f", clean-input teacher {args.clean_teacher}" if args.clean_teacher else "")
+                             + " (check each teacher's licence; see MODEL_CARD.md)")
     loss_curve_png(state, out / "loss.png")
     (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
     print(f"bank batches made this chunk: {bank.kinds}", file=sys.stderr)
