@@ -136,6 +136,18 @@ register(UNetConfig(
     head_dim=64, cross_attention_dim=128, context_tokens=4,
     description="about 8.5M parameters",
 ))
+# Candidates for the next default (untrained): `small` with a wider first level. Its 64 channels
+# carry the 192 values (8x8 px x 3) of each position, a bottleneck for fine detail (MODEL_CARD.md).
+register(UNetConfig(
+    name="mid", block_out_channels=(96, 128, 192), attention=(False, False, True),
+    head_dim=64, cross_attention_dim=128, context_tokens=4,
+    description="about 16M parameters: small with a 96-channel first level",
+))
+register(UNetConfig(
+    name="wide", block_out_channels=(128, 128, 192), attention=(False, False, True),
+    head_dim=64, cross_attention_dim=128, context_tokens=4,
+    description="about 17M parameters: small with a 128-channel first level",
+))
 # Tests: restores a 64x64 frame on the CPU in milliseconds.
 register(UNetConfig(
     name="tiny", block_out_channels=(32, 64), attention=(False, True), layers_per_block=1,
