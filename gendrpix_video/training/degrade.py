@@ -307,9 +307,27 @@ def _random_resize(x, g, probs, rng, modes, base_hw):
         s = rng[0] + (1 - rng[0]) * _scalar(g)
     else:
         s = 1.0
-    mode = modes[int(torch.randint(len(modes), (1,), generator=g, device=g.device))]
     size = (max(1, int(base_hw[0] * s)), max(1, int(base_hw[1] * s)))
-    return resize(x, size, mode)
+    return resize(x, size, _random_mode(g, modes))
+
+
+def _random_mode(g, modes) -> str:
+    return modes[int(torch.randint(len(modes), (1,), generator=g, device=g.device))]
+
+
+def _to_8bit(x: torch.Tensor, dtype) -> torch.Tensor:
+    return (torch.round(x.clamp(0, 1) * 255) / 255).to(dtype)
+
+
+def _first_round(x, g, o: DegradeOptions, resize_fn) -> torch.Tensor:
+    """Blur, resize (`resize_fn`), noise, JPEG with the stage-1 ranges of `o`."""
+    n = x.shape[0]
+    k = random_kernels(g, n, o.blur_sigma, o.kernel_probs, o.betag, o.betap, o.sinc_prob,
+                       o.kernel_size)
+    x = resize_fn(filter2d(x, k))
+    x = add_noise(x, g, o.gaussian_noise_prob, o.noise_range, o.poisson_scale_range,
+                  o.gray_noise_prob)
+    return jpeg(x.clamp(0, 1), _uniform(g, *o.jpeg_range, n))
 
 
 def _blend_kernels(k: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -332,16 +350,10 @@ def degrade(hr: torch.Tensor, generator: torch.Generator,
     n, _, h, w = hr.shape
     s = scale if scale is not None else o.scale[0] + (o.scale[1] - o.scale[0]) * _scalar(g)
     out_hw = lr_size(h, w, s)
-    x = hr.float()
 
     # stage 1: blur, resize, noise, JPEG
-    k1 = random_kernels(g, n, o.blur_sigma, o.kernel_probs, o.betag, o.betap, o.sinc_prob,
-                        o.kernel_size)
-    x = filter2d(x, k1)
-    x = _random_resize(x, g, o.resize_prob, o.resize_range, o.modes, (h, w))
-    x = add_noise(x, g, o.gaussian_noise_prob, o.noise_range, o.poisson_scale_range,
-                  o.gray_noise_prob)
-    x = jpeg(x.clamp(0, 1), _uniform(g, *o.jpeg_range, n))
+    x = _first_round(hr.float(), g, o,
+                     lambda t: _random_resize(t, g, o.resize_prob, o.resize_range, o.modes, (h, w)))
 
     # stage 2: the same again, milder, with the resize relative to the target size
     k2 = random_kernels(g, n, o.blur_sigma2, o.kernel_probs, o.betag, o.betap, o.sinc_prob2,
@@ -357,15 +369,14 @@ def degrade(hr: torch.Tensor, generator: torch.Generator,
     wc = math.pi / 3 + (math.pi - math.pi / 3) * _rand(g, n)
     k3 = _blend_kernels(sinc_kernels(wc), _rand(g, n) < o.final_sinc_prob)
     q3 = _uniform(g, *o.jpeg_range2, n)
-    mode = o.modes[int(torch.randint(len(o.modes), (1,), generator=g, device=g.device))]
+    mode = _random_mode(g, o.modes)
     if _scalar(g) < 0.5:
         x = filter2d(resize(x, out_hw, mode), k3)
         x = jpeg(x.clamp(0, 1), q3)
     else:
         x = jpeg(x.clamp(0, 1), q3)
         x = filter2d(resize(x, out_hw, mode), k3)
-    lr = (torch.round(x.clamp(0, 1) * 255) / 255).to(hr.dtype)
-    return Degraded(lr, hr, s)
+    return Degraded(_to_8bit(x, hr.dtype), hr, s)
 
 
 @torch.no_grad()
@@ -378,30 +389,22 @@ def degrade_first_order(hr: torch.Tensor, generator: torch.Generator,
     """
     o = opts or DegradeOptions()
     g = generator
-    n, _, h, w = hr.shape
+    h, w = hr.shape[-2:]
     s = scale if scale is not None else o.scale[0] + (o.scale[1] - o.scale[0]) * _scalar(g)
     out_hw = lr_size(h, w, s)
-    k = random_kernels(g, n, o.blur_sigma, o.kernel_probs, o.betag, o.betap, o.sinc_prob,
-                       o.kernel_size)
-    x = filter2d(hr.float(), k)
-    mode = o.modes[int(torch.randint(len(o.modes), (1,), generator=g, device=g.device))]
-    x = resize(x, out_hw, mode)
-    x = add_noise(x, g, o.gaussian_noise_prob, o.noise_range, o.poisson_scale_range,
-                  o.gray_noise_prob)
-    x = jpeg(x.clamp(0, 1), _uniform(g, *o.jpeg_range, n))
-    lr = (torch.round(x.clamp(0, 1) * 255) / 255).to(hr.dtype)
-    return Degraded(lr, hr, s)
+    x = _first_round(hr.float(), g, o, lambda t: resize(t, out_hw, _random_mode(g, o.modes)))
+    return Degraded(_to_8bit(x, hr.dtype), hr, s)
 
 
 # --- fixed degradations for evaluation -----------------------------------------------------
 
 
-def bicubic_down(hr: torch.Tensor, scale: int = 4) -> torch.Tensor:
+def bicubic_down(hr: torch.Tensor, scale: float = 4) -> torch.Tensor:
     """Plain bicubic downscale with antialiasing (as MATLAB imresize / PIL), 8-bit rounded."""
     h, w = hr.shape[-2:]
     lr = F.interpolate(hr.float(), size=lr_size(h, w, scale), mode="bicubic",
                        align_corners=False, antialias=True)
-    return (torch.round(lr.clamp(0, 1) * 255) / 255).to(hr.dtype)
+    return _to_8bit(lr, hr.dtype)
 
 
 @torch.no_grad()

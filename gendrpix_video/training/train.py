@@ -34,7 +34,7 @@ from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import PhotoBank
 from .ema import EMA
-from .degrade import DegradeOptions, degrade, degrade_first_order, lr_size, realistic_eval
+from .degrade import DegradeOptions, bicubic_down, degrade, degrade_first_order, realistic_eval
 from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
 from .metrics import psnr_y
 from .plot import loss_curve_png
@@ -104,9 +104,7 @@ class PairBank:
         if r < a.clean_fraction:
             # The first trial over-smoothed clean input (bicubic-x4 set below bicubic): show it some.
             kind, teacher = "clean", self.clean_teacher
-            s = random.uniform(*self.opts.scale)
-            lr = F.interpolate(hr, size=lr_size(*hr.shape[-2:], s), mode="bicubic", antialias=True)
-            lr = (lr.clamp(0, 1) * 255).round() / 255
+            lr = bicubic_down(hr, random.uniform(*self.opts.scale))
         elif r < a.clean_fraction + a.mild_fraction:
             kind, lr = "mild", degrade_first_order(hr, self.g, self.opts).lr
         else:
