@@ -24,6 +24,7 @@ Design notes
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -262,18 +263,23 @@ class _Runner:
         with torch.inference_mode():
             if not self.cuda:
                 return self._infer(host_in)
-            stream = self._stream()
-            with torch.cuda.device(self.device), torch.cuda.stream(stream):
+            with self._own_stream() as stream:
                 out = self._infer(host_in.to(self.device, non_blocking=True))
                 stream.synchronize()  # releases the GIL while the GPU works
             return out
 
-    def _stream(self) -> torch.cuda.Stream:
-        """This thread's own CUDA stream (worker threads: inference; VapourSynth threads: copies)."""
+    @contextlib.contextmanager
+    def _own_stream(self):
+        """Run on this thread's own CUDA stream (worker threads: inference; VapourSynth threads:
+        copies); no-op on the CPU."""
+        if not self.cuda:
+            yield None
+            return
         stream = getattr(self._local, "stream", None)
         if stream is None:
             stream = self._local.stream = torch.cuda.Stream(self.device)
-        return stream
+        with torch.cuda.device(self.device), torch.cuda.stream(stream):
+            yield stream
 
     def write(self, result: torch.Tensor, frame: vs.VideoFrame) -> None:
         """Copy one 3 x H x W result into a writable VapourSynth frame (in the caller's thread).
@@ -282,14 +288,9 @@ class _Runner:
         the calling thread; it returns when done and releases the GIL meanwhile, so the frames of a
         batch are copied out in parallel.  No pinned staging buffers are held between batches.
         """
-        with torch.inference_mode():
-            if self.cuda:
-                with torch.cuda.device(self.device), torch.cuda.stream(self._stream()):
-                    for p in range(3):
-                        torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
-            else:
-                for p in range(3):
-                    torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
+        with torch.inference_mode(), self._own_stream():
+            for p in range(3):
+                torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         from gendrpix_video import restore
