@@ -75,11 +75,14 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
 
 @pytest.fixture(scope="module")
 def photo_set(tmp_path_factory):
+    return make_photo_set(tmp_path_factory.mktemp("photos"))
+
+
+def make_photo_set(root):
     """A three-photo set in the dataset builder's layout (2 train, 1 val)."""
-    root = tmp_path_factory.mktemp("photos")
     recs = []
     for i, split in enumerate(["train", "train", "val"]):
-        (root / split).mkdir(exist_ok=True)
+        (root / split).mkdir(parents=True, exist_ok=True)
         yy, xx = torch.meshgrid(torch.arange(96.), torch.arange(128.), indexing="ij")
         img = torch.stack([(xx * (i + 1) / 128) % 1, (yy / 96), ((xx + yy) / 224)], -1)
         img = (img + 0.05 * torch.rand_like(img)).clamp(0, 1)
@@ -195,3 +198,16 @@ def test_soup_averages_weights_and_keeps_provenance(tmp_path):
     # Different configs cannot be averaged: one clear error, exit 2.
     pc = save_weights(build_model("lite"), tmp_path / "c.safetensors")
     assert soup.main([str(pa), str(pc), "--out", str(tmp_path / "x.safetensors")]) == 2
+
+
+def test_auto_schedule_fits_the_cosine_to_the_minutes(photo_set, tmp_path, capsys):
+    common = ["--config", "tiny", "--data", str(photo_set), "--teacher", "test-bicubic", "--batch", "2",
+              "--crop", "32", "--bank", "2", "--device", "cpu", "--eval-every", "1000", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        train_mod.main(common + ["--total-steps", "0"])
+    assert "positive step count or 'auto'" in capsys.readouterr().err
+    assert train_mod.main(common + ["--total-steps", "auto", "--max-steps", "101"]) == 0
+    state = json.loads((tmp_path / "state.json").read_text())
+    # estimated once from the step time: the steps that fit in the chunk's --minutes, at least those run
+    assert state["total_steps"] > 101
+    assert "cosine over" in capsys.readouterr().err

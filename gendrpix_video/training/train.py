@@ -3,6 +3,7 @@
     python -m gendrpix_video.training.train --stage 1 --config small --data data/photos \
         --teacher realesrgan-x4plus --out runs/s1 --minutes 8.5
     python -m gendrpix_video.training.train --stage 2 --init runs/s1/model.safetensors --out runs/s2 ...
+    torchrun --standalone --nproc_per_node 8 -m gendrpix_video.training.train ...   # one process per GPU
 
 Stage I (regression): c_pos learns L1(G, T) + a L1(G, HR) + 0.1 L_F; c_neg learns the fidelity
 target L1(G, HR) + 0.1 L_F. Stage II (adversarial): G2 starts from G1; a discriminator on G1's
@@ -11,7 +12,8 @@ frozen features judges RandPad-ed real and fake; c_pos learns L1(G2, T) + 0.05 s
 resumes from `OUT/ckpt.safetensors` (model, optimizers, step, GPU time; safetensors, no pickle).
 
 The teacher is the expensive part of a step, so LR/teacher pairs are made once into a bank on the
-GPU and reused; a slice of the bank is refreshed every few steps.
+GPU and reused; a slice of the bank is refreshed every few steps. Under torchrun each GPU keeps its
+own bank and the gradients are averaged (distributed.py): the batch per step is N x --batch.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..model import NEG, POS, build_model, count_parameters
 from ..padcfg import restore
 from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
+from . import distributed
 from .dataset import PhotoBank
 from .ema import EMA
 from .degrade import DegradeOptions, bicubic_down, degrade, degrade_first_order, realistic_eval
@@ -51,7 +54,9 @@ def build_parser():
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of this chunk")
     p.add_argument("--max-steps", type=int, help="stop at this step count (resumed runs included)")
-    p.add_argument("--total-steps", type=int, default=30000, help="length of the cosine schedule")
+    p.add_argument("--total-steps", type=_steps, default=30000,
+                   help="length of the cosine schedule; 'auto': the steps this chunk's --minutes allow, "
+                        "estimated from the step time after 100 steps (one-shot runs)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=4e-4)
@@ -83,6 +88,18 @@ def build_parser():
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="profile N steps after warm-up, print the top kernels and ms/step, then stop")
     return p
+
+
+def _steps(text: str):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive step count or 'auto', got {text!r}")
+    return n
 
 
 class PairBank:
@@ -167,10 +184,20 @@ def main(argv=None) -> int:
     fr = (args.clean_fraction, args.mild_fraction)
     if min(fr) < 0 or sum(fr) > 1:
         parser.error("--clean-fraction and --mild-fraction must be >= 0 and sum to at most 1")
-    dev = torch.device(args.device)
+    group = distributed.setup(args.device)
+    try:
+        return _train(args, group)
+    finally:
+        distributed.close(group)
+
+
+def _train(args, group: distributed.Group) -> int:
+    dev = group.device
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    random.seed(args.seed)
+    log = (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k)) if group.main else (lambda *a, **k: None)
+    # Each rank draws its own crops, degradations and grid phases; the weights start equal anyway.
+    random.seed(args.seed + 1000 * group.rank)
     torch.manual_seed(args.seed)
     t_start = time.time()
     deadline = t_start + args.minutes * 60
@@ -188,7 +215,7 @@ def main(argv=None) -> int:
     model.train().requires_grad_(True)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    disc = None
+    disc = d_opt = None
     if args.stage == 2:
         if not args.init:
             print("train: error: stage 2 needs --init (the Stage I model)", file=sys.stderr)
@@ -200,15 +227,20 @@ def main(argv=None) -> int:
         d_opt = torch.optim.AdamW(d_params, lr=args.lr, betas=(0.5, 0.99), weight_decay=0.0)
     fused = dict(fused=True) if dev.type == "cuda" else {}
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0, **fused)
-    ema = EMA(model, args.ema) if args.ema > 0 else None
+    # Only rank 0 saves, so only rank 0 keeps the weight average.
+    ema = EMA(model, args.ema) if args.ema > 0 and group.main else None
     state = {"step": 0, "gpu_seconds": 0.0, "history": [], "evals": []}
     if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, model, opt, disc, d_opt if disc else None, ema)
-        print(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} GPU-minutes)", file=sys.stderr)
+        state = load_checkpoint(ckpt_path, model, opt, disc, d_opt, ema)
+        log(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} GPU-minutes)")
     elif args.resume_state:
         state = json.loads(Path(args.resume_state).read_text())
-        print(f"continuing from weights at step {state['step']}; optimizer restarts", file=sys.stderr)
-    print(f"stage {args.stage}: {model.config.name}, {count_parameters(model) / 1e6:.2f}M parameters", file=sys.stderr)
+        log(f"continuing from weights at step {state['step']}; optimizer restarts")
+    distributed.same_weights(model, group)
+    if disc is not None:
+        distributed.same_weights(disc, group)
+    log(f"stage {args.stage}: {model.config.name}, {count_parameters(model) / 1e6:.2f}M parameters, "
+        f"{group.world} process(es) x batch {args.batch}")
     net = torch.compile(model) if args.compile else model
     shipped = ema.model if ema else model
 
@@ -217,28 +249,34 @@ def main(argv=None) -> int:
     tdtype = torch.float16 if dev.type == "cuda" else torch.float32
     teacher = load_teacher(args.teacher, device=dev, dtype=tdtype)
     clean_teacher = load_teacher(args.clean_teacher, device=dev, dtype=tdtype) if args.clean_teacher else None
-    g = torch.Generator(device=dev).manual_seed(args.seed * 7919 + state["step"])
+    g = torch.Generator(device=dev).manual_seed(args.seed * 7919 + state["step"] + 104729 * group.rank)
     photos = PhotoBank.load(args.data, "train", device=dev)
     bank = PairBank(photos, teacher, args, g, clean_teacher)
     bank.fill()
-    val = ValSet(args.data, dev)
-    if not state["evals"]:
+    val = ValSet(args.data, dev) if group.main else None
+    if group.main and not state["evals"]:
         bic = val.psnr(lambda lr, s: F.interpolate(lr, size=s, mode="bicubic", align_corners=False).clamp(0, 1))
         tea = val.psnr(lambda lr, s: teacher.restore_to(lr.to(teacher_dtype(teacher)), s).float())
         state["baselines"] = {"bicubic": bic, "teacher": tea}
-    print(f"bank ready in {time.time() - t_start:.0f}s; val baselines {state.get('baselines')}", file=sys.stderr)
+    distributed.barrier(group)
+    log(f"bank ready in {time.time() - t_start:.0f}s; val baselines {state.get('baselines')}")
 
     def schedule(step):
         warm = 200
         if step < warm:
             return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps)))
+        total = state.get("total_steps", "auto") if args.total_steps == "auto" else args.total_steps
+        if total == "auto":  # not estimated yet: the first 100 steps are warm-up anyway
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
 
     n_neg = int(round(args.batch * args.neg_fraction))
     ctx = torch.tensor([POS] * (args.batch - n_neg) + [NEG] * n_neg, device=dev)
     npos = args.batch - n_neg
     t_loop = time.time()
-    gpu_before = state["gpu_seconds"] + (t_loop - t_start)
+    # GPU time counts every GPU: N processes for t seconds are N*t GPU-seconds.
+    gpu_before = state["gpu_seconds"] + (t_loop - t_start) * group.world
+    gpu_now = lambda: gpu_before + (time.time() - t_loop) * group.world  # noqa: E731
     last = t_loop
     def train_step(step):
         for grp in opt.param_groups:
@@ -267,6 +305,7 @@ def main(argv=None) -> int:
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(model.parameters(), group)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if ema is not None:
@@ -276,6 +315,7 @@ def main(argv=None) -> int:
                 d_loss = (F.softplus(disc(rand_pad(yp.detach()))) + F.softplus(-disc(rand_pad(hr[:npos])))).mean()
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
+            distributed.average_gradients(d_params, group)
             d_opt.step()
             logs["d"] = d_loss
         if step % 10 == 0:
@@ -285,30 +325,51 @@ def main(argv=None) -> int:
     if args.profile:
         return profile_steps(train_step, state["step"], args.profile, dev)
 
-    while time.time() < deadline - 20 and (args.max_steps is None or state["step"] < args.max_steps):
+    first, t_first = state["step"], None
+    while args.max_steps is None or state["step"] < args.max_steps:
         step = state["step"]
+        # Every rank must stop at the same step (the next all-reduce would wait forever): decide
+        # together, every 10 steps, since the check waits for the GPU.
+        if step % 10 == 0 and distributed.any_rank(time.time() >= deadline - 20, group):
+            break
+        if step == first + 20:
+            t_first = time.time()
+        if step == first + 100 and args.total_steps == "auto" and "total_steps" not in state:
+            per_step = (time.time() - t_first) / 80
+            est = step + int((deadline - 30 - time.time()) / per_step)
+            state["total_steps"] = int(distributed.from_main(est, group))
+            log(f"schedule: {per_step * 1000:.0f} ms/step, cosine over {state['total_steps']} steps")
         logs = train_step(step)
         state["step"] = step + 1
-        if step % 50 == 0:
+        if step % 50 == 0 and group.main:
             now = time.time()
-            rec = dict(step=step, lr=opt.param_groups[0]["lr"], gpu_min=(gpu_before + now - t_loop) / 60,
+            rec = dict(step=step, lr=opt.param_groups[0]["lr"], gpu_min=gpu_now() / 60,
                        **{k: v.item() for k, v in logs.items()})
             state["history"].append(rec)
             if step % 500 == 0:
-                print(f"step {step} loss {rec['loss']:.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)",
-                      file=sys.stderr, flush=True)
+                log(f"step {step} loss {rec['loss']:.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)")
             last = now
-        if step and step % args.eval_every == 0:
-            run_eval(shipped, val, state, gpu_before + time.time() - t_loop)
+        if step and step % args.eval_every == 0 and group.main:
+            run_eval(shipped, val, state, gpu_now())
 
-    state["gpu_seconds"] = gpu_before + time.time() - t_loop
+    state["gpu_seconds"] = gpu_now()
+    if group.main:
+        finish(args, state, model, opt, disc, d_opt, ema, shipped, val, bank, ckpt_path, out, group.world)
+    distributed.barrier(group)
+    return 0
+
+
+def finish(args, state, model, opt, disc, d_opt, ema, shipped, val, bank, ckpt_path, out, world):
+    """Rank 0's end of a chunk: last eval, checkpoint, weights (and shipped fp16), curve, state."""
     run_eval(shipped, val, state, state["gpu_seconds"])
-    save_checkpoint(ckpt_path, model, opt, state, disc, d_opt if disc else None, ema)
+    save_checkpoint(ckpt_path, model, opt, state, disc, d_opt, ema)
     prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
-                data=str(args.data), batch=args.batch, crop=args.crop,
+                data=str(args.data), batch=args.batch * world, crop=args.crop,
                 val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
+    if world > 1:
+        prov["gpus"] = world
     if ema is not None:
         prov["ema"] = args.ema
     shipped.metadata = {"provenance": prov}
@@ -321,11 +382,10 @@ def main(argv=None) -> int:
                              + " (check each teacher's licence; see MODEL_CARD.md)")
     loss_curve_png(state, out / "loss.png")
     (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
-    print(f"bank batches made this chunk: {bank.kinds}", file=sys.stderr)
+    print(f"bank batches made this chunk (rank 0): {bank.kinds}", file=sys.stderr)
     print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
           f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
           f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
-    return 0
 
 
 def profile_steps(train_step, start: int, n: int, dev) -> int:
