@@ -12,7 +12,11 @@ Design notes
   instance runs its Python callbacks one at a time.  The first
   request of a batch runs the network on all of it; the other frames of that
   batch are served from a small cache.  The partition of the clip into batches
-  is fixed, so frame ``n`` is the same whichever order frames are requested in.
+  is fixed, so frame ``n`` is computed in the same batch whichever order frames are
+  requested in.  On CUDA with several streams, each worker thread autotunes its own cuDNN
+  kernels (PyTorch keeps that cache per thread), so a batch that lands on another thread may
+  run other kernels: outputs then differ by rounding (up to 5e-4 on [0, 1] in fp32, measured
+  on an H200; under one 10-bit step).  On the CPU results are the same bit for bit.
 * Concurrency: the network runs on ``num_streams`` persistent worker threads,
   each with its own CUDA stream (cuDNN handles and autotuning are per thread,
   so they are tuned once).  VapourSynth threads copy frames into pinned
