@@ -57,3 +57,10 @@ def test_two_processes_train_one_model(tmp_path):
     assert state["step"] == 3 and len(state["evals"]) == 1
     prov = load_model(out / "model.safetensors", device="cpu").metadata["provenance"]
     assert prov["gpus"] == 2 and prov["batch"] == 4
+    # Stage II too: the discriminator's gradients are averaged the same way.
+    out2 = tmp_path / "run2"
+    r = torchrun(tmp_path, script, "--stage", "2", "--init", str(out / "model.safetensors"), "--config", "tiny",
+                 "--data", str(photos), "--teacher", "test-bicubic", "--batch", "2", "--crop", "64", "--bank", "2",
+                 "--device", "cpu", "--eval-every", "1000", "--max-steps", "2", "--out", str(out2))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out2 / "state.json").read_text())["step"] == 2

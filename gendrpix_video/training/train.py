@@ -297,8 +297,10 @@ def _train(args, group: distributed.Group) -> int:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 adv = F.softplus(-disc(rand_pad(yp))).mean()
                 l_p = perceptual_loss(disc.trunk, yp, hr[:npos])
-                with torch.no_grad():
-                    target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
+                target_neg = None
+                if n_neg:  # (a batch too small for a c_neg share has none)
+                    with torch.no_grad():
+                        target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
             loss_pos = l_t + args.stage2_hr_weight * l_hr + 0.05 * adv + l_p + args.fourier_weight * l_f
             logs.update(adv=adv, perc=l_p)
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
