@@ -4,7 +4,8 @@
 # usage: [DATA=dir] [TEACHER=file] [CONFIG=name] [NPROC=n] scripts/device_train.sh STAGE RUN MINUTES [args...]
 # NPROC > 1 runs one process per GPU under torchrun (batch per step: NPROC x --batch).
 # DATA and TEACHER default to the carried data/photos and .carry/teacher_x4plus.safetensors; the
-# two together exceed one call's carry limit, so a session stashes them outside the repo first.
+# two together exceed one call's carry limit, so a session stashes them outside the repo first
+# (scripts/device_stash.sh, the teacher in parts over two calls).
 set -uo pipefail
 stage=$1 run=$2 minutes=$3; shift 3
 export PYTHONUNBUFFERED=1
