@@ -136,6 +136,34 @@ def test_detail_two_branches(model):
 # ----------------------------------------------------------------------------- order independence
 
 
+def test_each_batch_always_runs_on_the_same_worker(model, monkeypatch):
+    """cuDNN autotunes per thread on CUDA: a batch pinned to one worker runs the same kernels every time."""
+    import threading
+
+    import vsgendrpix._filter as F
+
+    src = _src(length=11)
+    first_pixel = {float(src.get_frame(n)[0][0, 0]): n for n in range(11)}
+    assert len(first_pixel) == 11
+    seen: dict[int, set[str]] = {}
+    infer = F._Runner._infer
+
+    def spy(self, x):
+        for v in x[:, 0, 0, 0].tolist():
+            seen.setdefault(first_pixel[v] // 3, set()).add(threading.current_thread().name)
+        return infer(self, x)
+
+    monkeypatch.setattr(F._Runner, "_infer", spy)
+    out = gendrpix(src, height=96, model=model, batch_size=3, num_streams=2, seed=7)
+    for n in [10, 0, 4, 9, 1, 7]:          # every batch, out of order
+        out.get_frame(n)
+    for n in range(11):                    # and all of them again, in order
+        out.get_frame(n)
+    assert sorted(seen) == [0, 1, 2, 3]
+    for k, names in seen.items():
+        assert names == {f"gendrpix{k % 2}_0"}, (k, names)
+
+
 def test_out_of_order_requests_are_bit_exact(model):
     src = _src(length=11)
     kw = dict(height=96, model=model, batch_size=3, num_streams=2, seed=7)

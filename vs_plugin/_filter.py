@@ -13,10 +13,12 @@ Design notes
   request of a batch runs the network on all of it; the other frames of that
   batch are served from a small cache.  The partition of the clip into batches
   is fixed, so frame ``n`` is computed in the same batch whichever order frames are
-  requested in.  On CUDA with several streams, each worker thread autotunes its own cuDNN
-  kernels (PyTorch keeps that cache per thread), so a batch that lands on another thread may
-  run other kernels: outputs then differ by rounding (up to 5e-4 on [0, 1] in fp32, measured
-  on an H200; under one 10-bit step).  On the CPU results are the same bit for bit.
+  requested in.  On CUDA each worker thread autotunes its own cuDNN kernels (PyTorch keeps
+  that cache per thread), so batch ``k`` always runs on worker ``k % num_streams``: within one
+  filter instance a frame comes out the same however often it is asked for.  Between
+  instances (two vspipe runs) autotuning may pick other kernels: outputs may then differ by
+  rounding (up to 5e-4 on [0, 1] in fp32 measured on an H200, under one 10-bit step; that
+  measurement predates the pinning).  On the CPU results are the same bit for bit.
 * Concurrency: the network runs on ``num_streams`` persistent worker threads,
   each with its own CUDA stream (cuDNN handles and autotuning are per thread,
   so they are tuned once).  VapourSynth threads copy frames into pinned
@@ -242,7 +244,10 @@ class _Runner:
         # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
         # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
         # running the network on ever-changing VapourSynth worker threads would re-tune again and again.
-        self.pool = ThreadPoolExecutor(max_workers=num_streams, thread_name_prefix="gendrpix")
+        # Batch k always runs on worker k % num_streams, so a frame asked for again (a preview
+        # scrubbing back) runs the kernels it ran the first time and comes out bit-identical.
+        self.workers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gendrpix{i}")
+                        for i in range(num_streams)]
         self._local = threading.local()
 
         self.lock = threading.Lock()
@@ -250,8 +255,8 @@ class _Runner:
         self.max_entries = 2 * num_streams + 6
 
     # -- device work (called by the one thread that owns a batch) --
-    def _run_batch(self, frames: list[vs.VideoFrame]) -> torch.Tensor:
-        """count x 3 x H x W in the clip's dtype, on the model's device (finished when returned)."""
+    def _run_batch(self, k: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
+        """Batch k: count x 3 x H x W in the clip's dtype, on the model's device (finished when returned)."""
         count = len(frames)
         h, w = frames[0].height, frames[0].width
         # frames -> (pinned) host tensor here, in the VapourSynth thread that owns the batch
@@ -261,7 +266,7 @@ class _Runner:
             for p in range(3):
                 np.copyto(view[i, p], np.asarray(f[p]))
         # the network on a worker thread; waiting on the future releases the GIL
-        return self.pool.submit(self._device_work, host_in).result()
+        return self.workers[k % len(self.workers)].submit(self._device_work, host_in).result()
 
     def _device_work(self, host_in: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -319,7 +324,7 @@ class _Runner:
                 self.cache.move_to_end(k)
         if owner:
             try:
-                entry.result = self._run_batch(frames[: min(self.batch_size, self.num_frames - k * self.batch_size)])
+                entry.result = self._run_batch(k, frames[: min(self.batch_size, self.num_frames - k * self.batch_size)])
             except BaseException as e:  # noqa: BLE001 - handed to waiting threads
                 entry.error = e
                 with self.lock:
