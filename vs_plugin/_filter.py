@@ -15,7 +15,7 @@ Design notes
   is fixed, so frame ``n`` is computed in the same batch whichever order frames are
   requested in.  On CUDA each worker thread autotunes its own cuDNN kernels (PyTorch keeps
   that cache per thread), so batch ``k`` always runs on worker ``k % num_streams``: within one
-  filter instance a frame comes out the same however often it is asked for.  Between
+  filter instance a frame asked for again runs the kernels it ran the first time.  Between
   instances (two vspipe runs) autotuning may pick other kernels: outputs may then differ by
   rounding (up to 5e-4 on [0, 1] in fp32 measured on an H200, under one 10-bit step; that
   measurement predates the pinning).  On the CPU results are the same bit for bit.
@@ -245,7 +245,7 @@ class _Runner:
         # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
         # running the network on ever-changing VapourSynth worker threads would re-tune again and again.
         # Batch k always runs on worker k % num_streams, so a frame asked for again (a preview
-        # scrubbing back) runs the kernels it ran the first time and comes out bit-identical.
+        # scrubbing back) runs the kernels it ran the first time.
         self.workers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gendrpix{i}")
                         for i in range(num_streams)]
         self._local = threading.local()
