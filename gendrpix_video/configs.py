@@ -136,8 +136,8 @@ register(UNetConfig(
     head_dim=64, cross_attention_dim=128, context_tokens=4,
     description="about 8.5M parameters",
 ))
-# Candidates for the next default (untrained): `small` with a wider first level. Its 64 channels
-# carry the 192 values (8x8 px x 3) of each position, a bottleneck for fine detail (MODEL_CARD.md).
+# `small` with a wider first level: its 64 channels carry the 192 values (8x8 px x 3) of each
+# position, a bottleneck for fine detail (MODEL_CARD.md). `wide` is the shipped default since session 4.
 register(UNetConfig(
     name="mid", block_out_channels=(96, 128, 192), attention=(False, False, True),
     head_dim=64, cross_attention_dim=128, context_tokens=4,

@@ -4,12 +4,13 @@
 # usage: scripts/device_wait.sh RUN [SECONDS]
 set -uo pipefail
 run=$1 limit=${2:-540}
+running() { pgrep -f "training.train .*--out $run( |$)" > /dev/null; }
 for _ in $(seq 1 $((limit / 5))); do
-  pgrep -f "training.train .*--out $run( |$)" > /dev/null || break
+  running || break
   sleep 5
 done
 tail -n 20 "$run/train.log"
-if pgrep -f "training.train .*--out $run( |$)" > /dev/null; then
+if running; then
   echo "still running"
 else
   "$(dirname "$0")/device_fetch.sh" "$run"

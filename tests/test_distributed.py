@@ -47,9 +47,9 @@ def test_two_processes_train_one_model(tmp_path):
     photos = make_photo_set(tmp_path / "photos")
     out = tmp_path / "run"
     script = "import conftest\nfrom gendrpix_video.training import train\nsys.exit(train.main())\n"
-    r = torchrun(tmp_path, script, "--config", "tiny", "--data", str(photos), "--teacher", "test-bicubic",
-                 "--batch", "2", "--crop", "64", "--bank", "2", "--device", "cpu", "--eval-every", "1000",
-                 "--max-steps", "3", "--out", str(out))
+    common = ["--config", "tiny", "--data", str(photos), "--teacher", "test-bicubic", "--batch", "2",
+              "--crop", "64", "--bank", "2", "--device", "cpu", "--eval-every", "1000"]
+    r = torchrun(tmp_path, script, *common, "--max-steps", "3", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("stopped at step 3") == 1          # rank 0 alone reports and writes
     assert "2 process(es) x batch 2" in r.stderr
@@ -59,8 +59,7 @@ def test_two_processes_train_one_model(tmp_path):
     assert prov["gpus"] == 2 and prov["batch"] == 4
     # Stage II too: the discriminator's gradients are averaged the same way.
     out2 = tmp_path / "run2"
-    r = torchrun(tmp_path, script, "--stage", "2", "--init", str(out / "model.safetensors"), "--config", "tiny",
-                 "--data", str(photos), "--teacher", "test-bicubic", "--batch", "2", "--crop", "64", "--bank", "2",
-                 "--device", "cpu", "--eval-every", "1000", "--max-steps", "2", "--out", str(out2))
+    r = torchrun(tmp_path, script, *common, "--stage", "2", "--init", str(out / "model.safetensors"),
+                 "--max-steps", "2", "--out", str(out2))
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out2 / "state.json").read_text())["step"] == 2

@@ -360,39 +360,34 @@ def _train(args, group: distributed.Group) -> int:
             run_eval(shipped, val, state, gpu_now())
 
     state["gpu_seconds"] = gpu_now()
-    if group.main:
-        finish(args, state, model, opt, disc, d_opt, ema, shipped, val, bank, ckpt_path, out, group.world)
+    if group.main:  # rank 0 alone: last eval, checkpoint, weights (and shipped fp16), curve, state
+        run_eval(shipped, val, state, state["gpu_seconds"])
+        save_checkpoint(ckpt_path, model, opt, state, disc, d_opt, ema)
+        prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
+                    teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
+                    clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
+                    data=str(args.data), batch=args.batch * group.world, crop=args.crop,
+                    val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
+        if group.active:
+            prov["gpus"] = group.world
+        if ema is not None:
+            prov["ema"] = args.ema
+        shipped.metadata = {"provenance": prov}
+        save_weights(shipped, out / "model.safetensors", scale_range=(2.0, 4.0))
+        if args.ship:
+            save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
+                         license="Apache-2.0 (weights); trained on CC/GPL photos from Debian packages, "
+                                 f"teacher {args.teacher}"
+                                 + (f", clean-input teacher {args.clean_teacher}" if args.clean_teacher else "")
+                                 + " (check each teacher's licence; see MODEL_CARD.md)")
+        loss_curve_png(state, out / "loss.png")
+        (out / "state.json").write_text(json.dumps(state, indent=1))
+        print(f"bank batches made this chunk (rank 0): {bank.kinds}", file=sys.stderr)
+        print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
+              f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
+              f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
     distributed.barrier(group)
     return 0
-
-
-def finish(args, state, model, opt, disc, d_opt, ema, shipped, val, bank, ckpt_path, out, world):
-    """Rank 0's end of a chunk: last eval, checkpoint, weights (and shipped fp16), curve, state."""
-    run_eval(shipped, val, state, state["gpu_seconds"])
-    save_checkpoint(ckpt_path, model, opt, state, disc, d_opt, ema)
-    prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
-                teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
-                clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
-                data=str(args.data), batch=args.batch * world, crop=args.crop,
-                val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
-    if world > 1:
-        prov["gpus"] = world
-    if ema is not None:
-        prov["ema"] = args.ema
-    shipped.metadata = {"provenance": prov}
-    save_weights(shipped, out / "model.safetensors", scale_range=(2.0, 4.0))
-    if args.ship:
-        save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
-                     license="Apache-2.0 (weights); trained on CC/GPL photos from Debian packages, "
-                             f"teacher {args.teacher}"
-                             + (f", clean-input teacher {args.clean_teacher}" if args.clean_teacher else "")
-                             + " (check each teacher's licence; see MODEL_CARD.md)")
-    loss_curve_png(state, out / "loss.png")
-    (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
-    print(f"bank batches made this chunk (rank 0): {bank.kinds}", file=sys.stderr)
-    print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
-          f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
-          f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
 
 
 def profile_steps(train_step, start: int, n: int, dev) -> int:
