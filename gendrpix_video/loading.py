@@ -48,10 +48,6 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
 
     device defaults to CUDA when present; dtype to bf16 on CUDA and fp32 on the CPU.
     """
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but this machine has no usable CUDA device")
-    dtype = dtype or default_dtype(device)
     path = resolve(name_or_path)
     if path is None:
         log.warning("no trained default model ships yet: using the untrained %r config, "
@@ -59,6 +55,16 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
         model = build_model(UNTRAINED_DEFAULT_CONFIG)
     else:
         model = load_weights(path)
+    return prepare_model(model, device, dtype, channels_last)
+
+
+def prepare_model(model: GenDRPix, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                  channels_last: bool | None = None) -> GenDRPix:
+    """Ready a model built or loaded in memory for `restore`, with `load_model`'s defaults."""
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but this machine has no usable CUDA device")
+    dtype = dtype or default_dtype(device)
     model = model.to(device=device, dtype=dtype)
     if channels_last if channels_last is not None else device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

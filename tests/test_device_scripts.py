@@ -21,3 +21,56 @@ def test_stash_copies_and_joins_split_files_once(tmp_path):
     run(src / "t.safetensors.part.aa", src / "t.safetensors.part.ab")  # second call repeats a part
     assert (tmp_path / "stash" / "t.safetensors").read_bytes() == data
     assert (tmp_path / "stash" / "photos" / "a.jpg").read_bytes() == b"jpg"
+
+
+def test_sweep_runs_one_training_per_gpu_and_grid_scores_them(tmp_path):
+    import json
+    import sys
+    import time
+    from gendrpix_video import load_model
+    from tests.test_training import make_photo_set
+    photos = make_photo_set(tmp_path / "photos")
+    # A machine with two "GPUs" (a stand-in nvidia-smi) and this interpreter as python3.
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: x'\necho 'GPU 1: x'\n")
+    (bin_ / "nvidia-smi").chmod(0o755)
+    # python3 -m MODULE ... with the tests' stand-in teacher registered (conftest.py)
+    (bin_ / "shim.py").write_text(
+        f"import runpy, sys\nsys.path.insert(0, {str(SCRIPTS.parent / 'tests')!r})\nimport conftest  # noqa\n"
+        "assert sys.argv[1] == '-m'\nsys.argv = sys.argv[2:]\n"
+        "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+    (bin_ / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{bin_ / "shim.py"}" "$@"\n')
+    (bin_ / "python3").chmod(0o755)
+    root = SCRIPTS.parent
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", PYTHONPATH=str(root), SWEEP=str(tmp_path / "sw"),
+               STAGE="1", CONFIG="tiny", DATA=str(photos), TEACHER="test-bicubic")
+    env.pop("OUT", None)
+    common = "--batch 2 --crop 64 --bank 1 --device cpu --max-steps 2 --eval-every 1000"
+    spec = tmp_path / "spec"
+    spec.write_text(f"# name, then train arguments\na {common} --lr 1e-4\n\nb {common} --lr 2e-4\nc {common}\n")
+    r = subprocess.run(["bash", str(SCRIPTS / "device_sweep.sh"), str(spec), "1", "--max-steps", "9", "--seed", "3"],
+                       env=env, cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "a on GPU 0" in r.stdout and "b on GPU 1" in r.stdout and "'c' and later not started" in r.stderr
+    runs = [tmp_path / "sw" / n for n in "ab"]
+    for _ in range(600):  # background runs: wait for both to finish
+        if all((d / "state.json").exists() for d in runs):
+            break
+        time.sleep(0.1)
+    assert [json.loads((d / "state.json").read_text())["step"] for d in runs] == [2, 2]
+    assert not (tmp_path / "sw" / "c").exists()
+    # the common arguments reach every run, and each line's own come after them
+    prov = [load_model(d / "model.safetensors", device="cpu").metadata["provenance"] for d in runs]
+    assert [p["lr"] for p in prov] == [1e-4, 2e-4] and [p["steps"] for p in prov] == [2, 2]
+    # The grid scores each run's weights on its own "GPU", JSON into $OUT.
+    out = tmp_path / "out"
+    out.mkdir()
+    env.update(OUT=str(out), WEIGHTS="1,0.5", DETAILS="1")
+    r = subprocess.run(["bash", str(SCRIPTS / "device_grid.sh"), str(runs[0] / "model.safetensors"), "none",
+                        str(photos)], env=env, cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for n in "ab":
+        rows = json.loads((out / f"grid_{n}.json").read_text())["rows"]
+        assert [(r_["weight"], r_["detail"]) for r_ in rows] == [(1.0, 1.0), (0.5, 1.0)]
+    assert "## grid_a" in r.stdout and "| bicubic |" in r.stdout

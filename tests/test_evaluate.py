@@ -86,3 +86,47 @@ def test_function_api_without_teacher_or_niqe(photo_set, tiny_weights):
     assert res["methods"] == ["bicubic", "model_d1"]
     assert res["sets"]["realistic"]["model_d1"]["niqe"] is None
     assert "| model_d1 |" in ev.markdown(res)
+
+
+def test_grid_scores_as_eval_does_and_averages_with_the_base(photo_set, tiny_weights, tmp_path, capsys):
+    from gendrpix_video.training import grid, soup
+    from gendrpix_video import load_model
+    torch.manual_seed(1)
+    cand = build_model("tiny")
+    torch.nn.init.normal_(cand.unet.conv_out.weight, std=0.02)  # an output that differs from the base's
+    cand_path = save_weights(cand, tmp_path / "cand.safetensors")
+    out = tmp_path / "grid.json"
+    rc = grid.main(["--base", str(tiny_weights), "--models", str(cand_path), "--weights", "1,0.5",
+                    "--details", "1,1.5", "--base-row", "--data", str(photo_set), "--crop", "192",
+                    "--flicker-crop", "128", "--frames", "4", "--niqe-model", "none", "--device", "cpu",
+                    "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    rows = {(r["weight"], r["detail"]): r for r in res["rows"]}
+    assert sorted(rows) == [(0.0, 1.0), (0.0, 1.5), (0.5, 1.0), (0.5, 1.5), (1.0, 1.0), (1.0, 1.5)]
+    assert "| bicubic |" in capsys.readouterr().out
+
+    def eval_of(path, detail):
+        return ev.evaluate(load_model(path, device="cpu"), None, photo_set, detail=detail, crop=192, frames=4,
+                           flicker_crop=128, niqe_model="none", panels=0)
+    # The same sets, rounding and metrics as `eval`: the same numbers, for the base and the candidate.
+    for (w, path) in [(0.0, tiny_weights), (1.0, cand_path)]:
+        e = eval_of(path, 1.5)
+        for d, m in [(1.0, "model_d1"), (1.5, "model_d1.5")]:
+            assert rows[(w, d)]["realistic_psnr"] == pytest.approx(e["sets"]["realistic"][m]["psnr_y"], abs=1e-9)
+            assert rows[(w, d)]["bicubic_psnr"] == pytest.approx(e["sets"]["bicubic"][m]["psnr_y"], abs=1e-9)
+            assert rows[(w, d)]["flicker"] == pytest.approx(e["flicker"][m], abs=1e-9)
+        assert res["bicubic"]["realistic_psnr"] == pytest.approx(e["sets"]["realistic"]["bicubic"]["psnr_y"])
+    # weight 0.5 is the average that soup.py writes (which stores fp16: close, not equal).
+    soup.main([str(cand_path), str(tiny_weights), "--weight", "0.5", "--out", str(tmp_path / "s.safetensors")])
+    e = eval_of(tmp_path / "s.safetensors", 1.0)
+    assert rows[(0.5, 1.0)]["realistic_psnr"] == pytest.approx(e["sets"]["realistic"]["model_d1"]["psnr_y"], abs=0.01)
+    assert rows[(0.5, 1.0)]["realistic_psnr"] != rows[(1.0, 1.0)]["realistic_psnr"]
+
+
+def test_grid_refuses_a_missing_model_in_one_line(photo_set, tiny_weights, tmp_path, capsys):
+    from gendrpix_video.training import grid
+    rc = grid.main(["--base", str(tiny_weights), "--models", str(tmp_path / "nope.safetensors"),
+                    "--data", str(photo_set), "--crop", "192", "--niqe-model", "none", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("grid: error:") and "nope.safetensors" in err and "\n" not in err

@@ -109,8 +109,17 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert m.metadata["provenance"]["trained"] is True and m.metadata["provenance"]["steps"] == 5
     out2 = tmp_path / "s2"
     assert train_mod.main(common + ["--stage", "2", "--init", str(out1 / "model.safetensors"),
-                                    "--out", str(out2), "--max-steps", "2"]) == 0
+                                    "--out", str(out2), "--max-steps", "2", "--eval-every", "1", "--snapshots",
+                                    "--stage2-teacher-weight", "0.5", "--stage2-hr-weight", "1",
+                                    "--stability-weight", "1"]) == 0
     assert json.loads((out2 / "state.json").read_text())["step"] == 2
+    # Stage II keeps a snapshot at each eval (one, after 2 steps), a loadable model saying what made it.
+    snaps = sorted((out2 / "snapshots").iterdir())
+    assert [s.name for s in snaps] == ["step_000002.safetensors"]
+    prov = load_model(snaps[0], device="cpu").metadata["provenance"]
+    assert prov["stage"] == 2 and prov["steps"] == 2
+    assert prov["losses"]["teacher"] == 0.5 and prov["losses"]["hr"] == 1.0 and prov["losses"]["stability"] == 1.0
+    assert "stability" in json.loads((out2 / "state.json").read_text())["history"][0]
 
 
 def test_bank_mixes_clean_mild_and_full_batches_with_a_clean_teacher(photo_set):
@@ -211,3 +220,16 @@ def test_auto_schedule_fits_the_cosine_to_the_minutes(photo_set, tmp_path, capsy
     # estimated once from the step time: the steps that fit in the chunk's --minutes, at least those run
     assert state["total_steps"] > 101
     assert "cosine over" in capsys.readouterr().err
+
+
+def test_stability_loss_measures_how_much_fresh_noise_changes_the_output():
+    from gendrpix_video.model import POS
+    torch.manual_seed(0)
+    net = build_model("tiny")  # untrained: its output is the bicubic upscale, noise and all
+    lr = torch.rand(4, 3, 16, 16) * 0.5 + 0.25
+    ctx = torch.tensor([POS] * 4)
+    y = train_mod.forward_random_phase(net, lr, (64, 64), ctx, (3, 5))
+    quiet = train_mod.stability_loss(net, lr, y, (64, 64), ctx, (3, 5), sigma=(0.0, 0.0))
+    noisy = train_mod.stability_loss(net, lr, y, (64, 64), ctx, (3, 5), sigma=(8 / 255, 8 / 255))
+    assert quiet.item() < 1e-6           # same input, same phase: the same output
+    assert 0.005 < noisy.item() < 8 / 255  # bicubic passes the noise on, a little smoothed

@@ -64,6 +64,15 @@ def build_parser():
     p.add_argument("--stage2-hr-weight", type=float, default=0.0,
                    help="Stage II's L1 to the ground truth (0 = the paper's loss); keeps fidelity while "
                         "the adversarial term adds texture")
+    p.add_argument("--stage2-teacher-weight", type=float, default=1.0,
+                   help="Stage II's L1 to the teacher (1 = the paper's loss); lower it when the teacher "
+                        "invents detail the ground truth does not have")
+    p.add_argument("--adv-weight", type=float, default=0.05, help="Stage II's adversarial term")
+    p.add_argument("--perceptual-weight", type=float, default=1.0,
+                   help="Stage II's L1 between G1 features of the output and of the ground truth")
+    p.add_argument("--stability-weight", type=float, default=0.0,
+                   help="Stage II: L1 between outputs for an input and for it with fresh sensor noise "
+                        "(steadier video; 0: off)")
     p.add_argument("--fourier-weight", type=float, default=0.1)
     p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
     p.add_argument("--clean-fraction", type=float, default=0.0,
@@ -81,6 +90,9 @@ def build_parser():
     p.add_argument("--resume-state", help="state.json of an earlier chunk, when only its weights (--init) "
                    "survived (a fresh machine): steps, GPU time and history continue; the optimizer restarts")
     p.add_argument("--ship", help="also write fp16 weights with provenance here at the end")
+    p.add_argument("--snapshots", action="store_true",
+                   help="also keep the evaluated weights at each eval, OUT/snapshots/step_NNNNNN.safetensors "
+                        "(fp16): a Stage II run trades fidelity for detail as it goes, so pick a point later")
     p.add_argument("--ema", type=float, default=0.999,
                    help="decay of the weight average that is evaluated and saved (0: none)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
@@ -150,13 +162,26 @@ class PairBank:
         return hr.float() / 255, lr.float() / 255, t.float() / 255
 
 
-def forward_random_phase(model, lr, size, ctx):
-    """Bicubic up, pad on a random x8 phase, run, crop: the network sees every grid phase."""
+def forward_random_phase(model, lr, size, ctx, phase=None):
+    """Bicubic up, pad on a random x8 phase (or `phase`, (p, q)), run, crop: the network sees every
+    grid phase."""
     x = F.interpolate(lr, size=size, mode="bicubic", align_corners=False)
-    p, q = random.randrange(SHUFFLE), random.randrange(SHUFFLE)
+    p, q = phase or (random.randrange(SHUFFLE), random.randrange(SHUFFLE))
     xp = F.pad(x, (p, SHUFFLE - p, q, SHUFFLE - q), mode="reflect")
     y = model(xp, ctx)
     return y[..., q:q + size[0], p:p + size[1]]
+
+
+def stability_loss(net, lr, y, size, ctx, phase, share=0.25, sigma=(1 / 255, 8 / 255)):
+    """L1 between the output for a quarter of the samples and for the same input with fresh Gaussian
+    noise (sigma uniform in `sigma`) on the same grid phase: a video restorer should not turn sensor
+    noise, which changes every frame, into texture that changes with it (flicker). Both sides get
+    gradients, so neither output is the fixed point (ours, not in method.md)."""
+    k = max(1, int(len(lr) * share))
+    s = torch.empty(k, 1, 1, 1, device=lr.device).uniform_(*sigma)
+    with torch.autocast(lr.device.type, dtype=torch.bfloat16, enabled=lr.device.type == "cuda"):
+        y2 = forward_random_phase(net, (lr[:k] + s * torch.randn_like(lr[:k])).clamp(0, 1), size, ctx[:k], phase)
+    return F.l1_loss(y2.float(), y[:k])
 
 
 class ValSet:
@@ -283,8 +308,9 @@ def _train(args, group: distributed.Group) -> int:
             grp["lr"] = args.lr * schedule(step)
         hr, lr, t = bank.draw()
         size = tuple(hr.shape[-2:])
+        phase = (random.randrange(SHUFFLE), random.randrange(SHUFFLE))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            y = forward_random_phase(net, lr, size, ctx).float()
+            y = forward_random_phase(net, lr, size, ctx, phase).float()
         yp, yn = y[:npos], y[npos:]
         l_t = F.l1_loss(yp, t[:npos])
         l_hr = F.l1_loss(yp, hr[:npos])
@@ -301,8 +327,13 @@ def _train(args, group: distributed.Group) -> int:
                 if n_neg:  # (a batch too small for a c_neg share has none)
                     with torch.no_grad():
                         target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
-            loss_pos = l_t + args.stage2_hr_weight * l_hr + 0.05 * adv + l_p + args.fourier_weight * l_f
+            loss_pos = (args.stage2_teacher_weight * l_t + args.stage2_hr_weight * l_hr + args.adv_weight * adv
+                        + args.perceptual_weight * l_p + args.fourier_weight * l_f)
             logs.update(adv=adv, perc=l_p)
+            if args.stability_weight:
+                l_s = stability_loss(net, lr[:npos], yp, size, ctx[:npos], phase)
+                loss_pos = loss_pos + args.stability_weight * l_s
+                logs["stability"] = l_s
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
         opt.zero_grad(set_to_none=True)
@@ -358,21 +389,14 @@ def _train(args, group: distributed.Group) -> int:
             last = now
         if step and step % args.eval_every == 0 and group.main:
             run_eval(shipped, val, state, gpu_now())
+            if args.snapshots:
+                save_snapshot(shipped, out, args, state, group)
 
     state["gpu_seconds"] = gpu_now()
     if group.main:  # rank 0 alone: last eval, checkpoint, weights (and shipped fp16), curve, state
         run_eval(shipped, val, state, state["gpu_seconds"])
         save_checkpoint(ckpt_path, model, opt, state, disc, d_opt, ema)
-        prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
-                    teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
-                    clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
-                    data=str(args.data), batch=args.batch * group.world, crop=args.crop,
-                    val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
-        if group.active:
-            prov["gpus"] = group.world
-        if ema is not None:
-            prov["ema"] = args.ema
-        shipped.metadata = {"provenance": prov}
+        shipped.metadata = {"provenance": provenance(args, state, group)}
         save_weights(shipped, out / "model.safetensors", scale_range=(2.0, 4.0))
         if args.ship:
             save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
@@ -411,6 +435,33 @@ def profile_steps(train_step, start: int, n: int, dev) -> int:
     print(prof.key_averages().table(sort_by=key, row_limit=25))
     print(f"profile: {wall:.1f} ms/step over {n} steps (no profiler)")
     return 0
+
+
+def provenance(args, state, group) -> dict:
+    """What the saved weights came from: data, teachers, stage, steps, GPU time, last val score."""
+    prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
+                teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
+                clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
+                data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr,
+                val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
+    if args.stage == 2:
+        prov["losses"] = dict(teacher=args.stage2_teacher_weight, hr=args.stage2_hr_weight, adv=args.adv_weight,
+                              perceptual=args.perceptual_weight, fourier=args.fourier_weight,
+                              stability=args.stability_weight)
+    if group.active:
+        prov["gpus"] = group.world
+    if args.ema > 0:
+        prov["ema"] = args.ema
+    return prov
+
+
+def save_snapshot(model, out: Path, args, state, group) -> None:
+    """fp16 copy of the evaluated weights at this step (GPU time as of the last eval)."""
+    st = dict(state, gpu_seconds=state["evals"][-1]["gpu_min"] * 60)
+    model.metadata = {"provenance": provenance(args, st, group)}
+    (out / "snapshots").mkdir(exist_ok=True)
+    save_weights(model, out / "snapshots" / f"step_{state['step']:06d}.safetensors", dtype=torch.float16,
+                 scale_range=(2.0, 4.0))
 
 
 def teacher_dtype(teacher):
