@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Score a sweep's runs on the GPU machine (training/grid.py), one run per GPU in parallel: each run's
-# final weights and snapshots, alone and averaged with BASE, at each detail. JSON per run into $OUT
-# (or SWEEP), the Markdown tables to stdout.
-# usage: [SWEEP=dir] [WEIGHTS=1,0.5,0.3] [DETAILS=1,1.5,2] [SNAPS='glob'] scripts/device_grid.sh BASE NIQE_PARAMS [DATA]
+# final weights and snapshots, alone and averaged with BASE, at each detail. Waits (at most WAIT
+# seconds, default 540) for the sweep's training to end first. JSON per run into $OUT (or SWEEP),
+# the Markdown tables to stdout.
+# usage: [SWEEP=dir] [WAIT=s] [WEIGHTS=1,0.5,0.3] [DETAILS=1,1.5,2] [SNAPS='glob'] scripts/device_grid.sh BASE NIQE_PARAMS [DATA]
 set -uo pipefail
 base=$1 niqe=$2 data=${3:-data/photos} sweep=${SWEEP:-/tmp/sweep}
 dest=${OUT:-$sweep}
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+# '[g]' keeps the pattern from matching a command line that merely quotes it (this call's own shell)
+training() { pgrep -f "[g]endrpix_video.training.train .*--out $sweep/" > /dev/null; }
+while training && [ "$SECONDS" -lt "${WAIT:-540}" ]; do sleep 5; done
+training && { echo "device_grid: training in $sweep still running after ${WAIT:-540} s" >&2; exit 1; }
 i=0
 for run in "$sweep"/*/; do
   name=$(basename "$run")

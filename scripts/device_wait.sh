@@ -4,7 +4,8 @@
 # usage: scripts/device_wait.sh RUN [SECONDS]
 set -uo pipefail
 run=$1 limit=${2:-540}
-running() { pgrep -f "training.train .*--out $run( |$)" > /dev/null; }
+# ('[t]' keeps the pattern from matching a command line that merely quotes it)
+running() { pgrep -f "[t]raining.train .*--out $run( |$)" > /dev/null; }
 for _ in $(seq 1 $((limit / 5))); do
   running || break
   sleep 5

@@ -26,7 +26,6 @@ def test_stash_copies_and_joins_split_files_once(tmp_path):
 def test_sweep_runs_one_training_per_gpu_and_grid_scores_them(tmp_path):
     import json
     import sys
-    import time
     from gendrpix_video import load_model
     from tests.test_training import make_photo_set
     photos = make_photo_set(tmp_path / "photos")
@@ -54,22 +53,18 @@ def test_sweep_runs_one_training_per_gpu_and_grid_scores_them(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "a on GPU 0" in r.stdout and "b on GPU 1" in r.stdout and "'c' and later not started" in r.stderr
     runs = [tmp_path / "sw" / n for n in "ab"]
-    for _ in range(600):  # background runs: wait for both to finish
-        if all((d / "state.json").exists() for d in runs):
-            break
-        time.sleep(0.1)
-    assert [json.loads((d / "state.json").read_text())["step"] for d in runs] == [2, 2]
     assert not (tmp_path / "sw" / "c").exists()
-    # the common arguments reach every run, and each line's own come after them
-    prov = [load_model(d / "model.safetensors", device="cpu").metadata["provenance"] for d in runs]
-    assert [p["lr"] for p in prov] == [1e-4, 2e-4] and [p["steps"] for p in prov] == [2, 2]
-    # The grid scores each run's weights on its own "GPU", JSON into $OUT.
+    # The grid waits for the background runs to end, then scores each on its own "GPU", JSON into $OUT.
     out = tmp_path / "out"
     out.mkdir()
-    env.update(OUT=str(out), WEIGHTS="1,0.5", DETAILS="1")
+    env.update(OUT=str(out), WEIGHTS="1,0.5", DETAILS="1", WAIT="120")
     r = subprocess.run(["bash", str(SCRIPTS / "device_grid.sh"), str(runs[0] / "model.safetensors"), "none",
                         str(photos)], env=env, cwd=root, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert [json.loads((d / "state.json").read_text())["step"] for d in runs] == [2, 2]
+    # the common arguments reach every run, and each line's own come after them
+    prov = [load_model(d / "model.safetensors", device="cpu").metadata["provenance"] for d in runs]
+    assert [p["lr"] for p in prov] == [1e-4, 2e-4] and [p["steps"] for p in prov] == [2, 2]
     for n in "ab":
         rows = json.loads((out / f"grid_{n}.json").read_text())["rows"]
         assert [(r_["weight"], r_["detail"]) for r_ in rows] == [(1.0, 1.0), (0.5, 1.0)]
