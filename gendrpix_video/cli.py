@@ -31,7 +31,9 @@ def info(argv: list[str]) -> int:
     print("shipped models:")
     for name, path in shipped_models().items():
         meta = read_header(path).get("__metadata__", {})
-        print(f"  {name:10} {meta.get('config_name', '?'):6} {path.stat().st_size / 2**20:6.1f} MiB  {path}")
+        detail = meta.get("default_detail", "1.0")
+        print(f"  {name:10} {meta.get('config_name', '?'):6} {path.stat().st_size / 2**20:6.1f} MiB  "
+              f"default detail {detail:5}  {path}")
     if not shipped_models():
         print("  (none: the default is an untrained network whose output equals bicubic)")
     print("configs:")

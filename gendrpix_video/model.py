@@ -18,6 +18,7 @@ from .unet import Conditioning, UNet
 # Contexts: 0 = c_pos (the restoration prompt), 1 = c_neg (the softer, fidelity-leaning one).
 POS, NEG = 0, 1
 DEFAULT_SCALE_RANGE = (1.0, 4.0)
+DEFAULT_DETAIL = 1.0
 
 
 class GenDRPix(nn.Module):
@@ -29,6 +30,8 @@ class GenDRPix(nn.Module):
         self.c_pos = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
         self.c_neg = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
         self.scale_range = DEFAULT_SCALE_RANGE
+        # The detail the model was tuned for (PadCFG w): what `restore` uses when none is given.
+        self.default_detail = DEFAULT_DETAIL
         self.metadata: dict = {}
         self._cache: tuple | None = None
         self._lock = threading.Lock()

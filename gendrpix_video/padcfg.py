@@ -2,7 +2,9 @@
 
     y = w * crop(G(pad(x, p_pos), c_pos)) + (1 - w) * crop(G(pad(x, p_neg), c_neg))
 
-Both branches run as one batch. `w` (the user's "detail") = 1 runs the c_pos branch alone.
+Both branches run as one batch. `w` (the user's "detail") = 1 runs the c_pos branch alone and
+w = 0 the c_neg branch alone (one pass each); None is the model's own default (`default_detail`, from
+its weights file: the setting it was tuned for).
 The phases come from the seed and stay fixed for a whole clip, so every frame sees the same grid.
 """
 
@@ -65,17 +67,18 @@ def check_frames(frames) -> None:
 
 
 @torch.inference_mode()
-def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float = 1.0,
+def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
             seed: int = 0) -> torch.Tensor:
     """Restore `frames` (N x 3 x h x w, float RGB in [0, 1], any device) to N x 3 x H x W.
 
-    The result is in [0, 1], on the device and in the dtype of `frames`.
+    `detail` None is the model's `default_detail`. The result is in [0, 1], on the device and in
+    the dtype of `frames`.
     """
     check_frames(frames)
     size = (int(size[0]), int(size[1]))
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"size must be positive, got {size}")
-    detail = float(detail)
+    detail = float(model.default_detail if detail is None else detail)
     x = frames.to(model.device, non_blocking=True)
     # Resize in at least fp32 where the device has no fast half bicubic (CPU), then the model dtype.
     work = model.dtype if x.is_cuda else torch.float32
@@ -84,6 +87,9 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     mode = model.config.pad_mode
     if detail == 1.0:
         y = crop(model(pad_to_grid(x_up, pos, mode)), pos, size)
+    elif detail == 0.0:
+        ctx = torch.full((x_up.shape[0],), NEG, device=model.device)
+        y = crop(model(pad_to_grid(x_up, neg, mode), ctx), neg, size)
     else:
         n = x_up.shape[0]
         batch = torch.cat([pad_to_grid(x_up, pos, mode), pad_to_grid(x_up, neg, mode)])

@@ -87,7 +87,7 @@ SCHEMA = {
 }
 
 BUILTIN = {"codec": "libx265", "speed": None, "crf": None, "pix_fmt": "yuv420p10le", "container": None,
-           "height": 2160, "scale": None, "size": None, "detail": 1.0, "seed": 0, "batch": 4,
+           "height": 2160, "scale": None, "size": None, "detail": None, "seed": 0, "batch": 4,
            "encoders": "auto", "segment_frames": 48, "options": {}, "description": ""}
 
 

@@ -9,6 +9,7 @@ Only safetensors is read: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -36,8 +37,9 @@ def model_tensors(model: GenDRPix) -> dict[str, torch.Tensor]:
 
 def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict | None = None,
                  license: str | None = None, scale_range: tuple[float, float] | None = None,
-                 dtype: torch.dtype | None = None) -> Path:
-    """Write `model` to `path` (atomically). `dtype` converts floating tensors (e.g. fp16 to ship)."""
+                 dtype: torch.dtype | None = None, default_detail: float | None = None) -> Path:
+    """Write `model` to `path` (atomically). `dtype` converts floating tensors (e.g. fp16 to ship);
+    `default_detail` (else the model's own) is the detail `restore` uses when none is given."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -55,6 +57,7 @@ def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict |
         "config_name": model.config.name,
         "config": model.config.to_json(),
         "scale_range": json.dumps(list(scale_range or model.scale_range)),
+        "default_detail": json.dumps(float(default_detail if default_detail is not None else model.default_detail)),
         "provenance": json.dumps(prov, sort_keys=True),
         "license": license or model.metadata.get("license", "unspecified"),
     }
@@ -157,9 +160,13 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
     try:
         sr = tuple(float(v) for v in json.loads(meta.get("scale_range", "[1, 4]")))
         prov = json.loads(meta.get("provenance", "{}"))
+        detail = float(json.loads(meta.get("default_detail", "1")))
     except (ValueError, TypeError) as e:
         raise WeightsError(f"{path}: bad metadata: {e}") from None
+    if not (math.isfinite(detail) and 0 <= detail <= 4):
+        raise WeightsError(f"{path}: bad metadata: default_detail must be in [0, 4], got {detail}")
     model.scale_range = sr
+    model.default_detail = detail
     model.metadata = {"provenance": prov, "license": meta.get("license", "unspecified"), "path": str(path),
                       "format_version": meta.get("format_version")}
     return model.to(device=device, dtype=dtype).eval()

@@ -58,6 +58,36 @@ def test_detail_one_is_a_single_pass(tiny):
     torch.testing.assert_close(got, single, atol=1e-6, rtol=0)
 
 
+def test_detail_zero_is_the_negative_branch_alone_in_one_pass(tiny):
+    x = torch.rand(2, 3, 16, 16)
+    calls = []
+    hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        got = restore(tiny, x, (32, 32), detail=0.0)
+    finally:
+        hook.remove()
+    assert calls == [2]
+    # what the two-branch formula gives at w = 0, on the c_neg phase (3, 5, 3, 5)
+    up = F.interpolate(x, size=(32, 32), mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        g_neg = tiny(F.pad(up, (3, 5, 3, 5), mode="reflect"), torch.tensor([NEG, NEG]))[..., 3:35, 3:35]
+    torch.testing.assert_close(got, g_neg.clamp(0, 1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, restore(tiny, x, (32, 32), detail=1e-9), atol=1e-5, rtol=0)
+
+
+def test_no_detail_means_the_model_s_own_default(tiny, tmp_path):
+    x = torch.rand(1, 3, 16, 16)
+    assert tiny.default_detail == 1.0  # a model that says nothing: one pass
+    assert torch.equal(restore(tiny, x, (32, 32)), restore(tiny, x, (32, 32), detail=1.0))
+    p = save_weights(tiny, tmp_path / "d.safetensors", default_detail=0.25)
+    m = load_model(p, device="cpu")
+    assert m.default_detail == 0.25
+    assert torch.equal(restore(m, x, (32, 32)), restore(m, x, (32, 32), detail=0.25))
+    assert not torch.equal(restore(m, x, (32, 32)), restore(m, x, (32, 32), detail=1.0))
+    # and it survives a re-save without being named again
+    assert load_model(save_weights(m, tmp_path / "e.safetensors"), device="cpu").default_detail == 0.25
+
+
 def test_guidance_runs_both_branches_in_one_batch(tiny):
     calls = []
     hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
@@ -234,6 +264,14 @@ def test_bad_file_no_metadata(tiny, tmp_path):
         load_model(p)
 
 
+def test_bad_default_detail_in_metadata(good_file):
+    def edit(h):
+        h["__metadata__"]["default_detail"] = "-3"
+    rewrite_header(good_file, edit)
+    with pytest.raises(WeightsError, match="default_detail must be in"):
+        load_model(good_file)
+
+
 # -- diffusers layout ---------------------------------------------------------------------------------
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers is a test-only dependency")
@@ -268,3 +306,17 @@ def test_registry_has_the_sizes_the_issue_asks_for():
     counts = {n: sum(p.numel() for p in build_model(n, device="meta").parameters()) for n in CONFIGS}
     assert any(20e6 <= c <= 80e6 for c in counts.values())
     assert any(c < 10e6 for n, c in counts.items() if n != "tiny")
+
+
+def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys):
+    from gendrpix_video.cli import main
+    from gendrpix_video.loading import shipped_models
+    path = shipped_models()["default"]
+    assert path.stat().st_size <= 50 * 2**20  # the package budget for the embedded model
+    m = load_model(None, device="cpu")
+    prov = m.metadata["provenance"]
+    assert m.trained and m.config.name == "wide" and m.default_detail == 0.25
+    assert [st["stage"] for st in prov["stages"]] == [1, 2] and prov["gpu_minutes"] > 0
+    assert "Apache-2.0" in m.metadata["license"]
+    assert main(["info"]) == 0
+    assert "default detail 0.25" in capsys.readouterr().out

@@ -86,6 +86,11 @@ def test_function_api_without_teacher_or_niqe(photo_set, tiny_weights):
     assert res["methods"] == ["bicubic", "model_d1"]
     assert res["sets"]["realistic"]["model_d1"]["niqe"] is None
     assert "| model_d1 |" in ev.markdown(res)
+    # no detail given: the second row is the model's own default detail
+    model.default_detail = 0.25
+    res = ev.evaluate(model, None, photo_set, crop=96, limit=1, frames=3, flicker_crop=64, niqe_model="none",
+                      panels=0)
+    assert res["methods"] == ["bicubic", "model_d1", "model_d0.25"] and res["settings"]["detail"] == 0.25
 
 
 def test_grid_scores_as_eval_does_and_averages_with_the_base(photo_set, tiny_weights, tmp_path, capsys):

@@ -133,6 +133,15 @@ def test_detail_two_branches(model):
     assert one.shape == half.shape and not np.array_equal(one, half)
 
 
+def test_no_detail_is_the_model_s_default(model, monkeypatch):
+    src = _src(length=2)
+    monkeypatch.setattr(model, "default_detail", 0.5)
+    default = _planes(gendrpix(src, scale=2, model=model).get_frame(1))
+    half = _planes(gendrpix(src, scale=2, model=model, detail=0.5).get_frame(1))
+    one = _planes(gendrpix(src, scale=2, model=model, detail=1.0).get_frame(1))
+    assert np.array_equal(default, half) and not np.array_equal(default, one)
+
+
 # ----------------------------------------------------------------------------- order independence
 
 

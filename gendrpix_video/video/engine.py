@@ -35,12 +35,12 @@ class EngineConfig:
     out_size: tuple[int, int]      # (H, W) of the output
     out_matrix: int
     out_full: bool
-    detail: float = 1.0
+    detail: float | None = None    # None: the model's default_detail
     seed: int = 0
     batch: int = 4
 
 
-def model_step(model, rgb: torch.Tensor, size: tuple[int, int], detail: float, seed: int) -> torch.Tensor:
+def model_step(model, rgb: torch.Tensor, size: tuple[int, int], detail: float | None, seed: int) -> torch.Tensor:
     """`restore` to `size`, resizing around it when the scale lies outside the model's range."""
     h, w = rgb.shape[-2:]
     lo, hi = getattr(model, "scale_range", (1.0, 4.0))

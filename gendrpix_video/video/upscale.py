@@ -37,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
     size.add_argument("--scale", type=float, metavar="S", help="scale factor")
     size.add_argument("--height", type=int, metavar="H", help="output height, width keeps the aspect ratio")
     size.add_argument("--size", metavar="WxH", help="exact output size")
-    ap.add_argument("--detail", type=float, metavar="W", help="PadCFG guidance scale (1 = one pass)")
+    ap.add_argument("--detail", type=float, metavar="W",
+                    help="PadCFG guidance scale (default: the model's own; 1 and 0 run one pass)")
     ap.add_argument("--codec", metavar="C", help="libx264, libx265, libsvtav1, prores_ks, ffv1, *_nvenc")
     ap.add_argument("--crf", type=float, metavar="Q", help="constant quality of x264/x265/SVT-AV1/NVENC")
     ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le")
@@ -217,10 +218,11 @@ def run_one(src: Path, target_arg: str | None, folder_mode: bool, s: dict, args,
     seg_frames = int(s["segment_frames"])
     batch = min(int(s["batch"]), seg_frames)
     model, device = get_model()
+    detail = model.default_detail if s["detail"] is None else float(s["detail"])  # None: the model's own
     st = src.stat()
     params = {"input": str(src.resolve()), "input_size": st.st_size, "input_mtime": st.st_mtime_ns,
               "codec": s["codec"], "crf": s["crf"], "speed": s["speed"], "pix_fmt": s["pix_fmt"],
-              "options": s["options"], "size": f"{W}x{H}", "detail": s["detail"], "seed": s["seed"],
+              "options": s["options"], "size": f"{W}x{H}", "detail": detail, "seed": s["seed"],
               "segment_frames": seg_frames, "batch": batch, "model": model_id(args.model, model),
               "device": str(device), "start": args.start, "duration": args.duration, "colour": str(out_colour)}
     job = Job(target, params)
@@ -233,7 +235,7 @@ def run_one(src: Path, target_arg: str | None, folder_mode: bool, s: dict, args,
     decoder = Decoder(info, start=args.start, duration=args.duration, depth=max(8, 2 * batch))
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
-                       out_full=out_colour.full_range, detail=s["detail"], seed=s["seed"], batch=batch)
+                       out_full=out_colour.full_range, detail=detail, seed=s["seed"], batch=batch)
     engine = Engine(model, cfg, device)
     total = info.frames
     if args.duration:
