@@ -43,14 +43,19 @@ def test_padcfg_matches_formula_by_hand(tiny):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-def test_detail_one_is_a_single_pass(tiny):
-    x = torch.rand(2, 3, 16, 16)
+def unet_batches(model, fn):
+    """fn()'s result and the batch size of each UNet pass it ran."""
     calls = []
-    hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    hook = model.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
-        got = restore(tiny, x, (32, 32), detail=1.0)
+        return fn(), calls
     finally:
         hook.remove()
+
+
+def test_detail_one_is_a_single_pass(tiny):
+    x = torch.rand(2, 3, 16, 16)
+    got, calls = unet_batches(tiny, lambda: restore(tiny, x, (32, 32), detail=1.0))
     assert calls == [2]  # one UNet pass over the 2 frames, no second branch
     up = F.interpolate(x, size=(32, 32), mode="bicubic", align_corners=False)
     with torch.no_grad():
@@ -60,12 +65,7 @@ def test_detail_one_is_a_single_pass(tiny):
 
 def test_detail_zero_is_the_negative_branch_alone_in_one_pass(tiny):
     x = torch.rand(2, 3, 16, 16)
-    calls = []
-    hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    try:
-        got = restore(tiny, x, (32, 32), detail=0.0)
-    finally:
-        hook.remove()
+    got, calls = unet_batches(tiny, lambda: restore(tiny, x, (32, 32), detail=0.0))
     assert calls == [2]
     # what the two-branch formula gives at w = 0, on the c_neg phase (3, 5, 3, 5)
     up = F.interpolate(x, size=(32, 32), mode="bicubic", align_corners=False)
@@ -89,12 +89,7 @@ def test_no_detail_means_the_model_s_own_default(tiny, tmp_path):
 
 
 def test_guidance_runs_both_branches_in_one_batch(tiny):
-    calls = []
-    hook = tiny.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    try:
-        restore(tiny, torch.rand(3, 3, 16, 16), (32, 32), detail=2.0)
-    finally:
-        hook.remove()
+    _, calls = unet_batches(tiny, lambda: restore(tiny, torch.rand(3, 3, 16, 16), (32, 32), detail=2.0))
     assert calls == [6]
 
 
