@@ -138,14 +138,12 @@ register(UNetConfig(
 ))
 # `small` with a wider first level: its 64 channels carry the 192 values (8x8 px x 3) of each
 # position, a bottleneck for fine detail (MODEL_CARD.md). `wide` is the shipped default since session 4.
-register(UNetConfig(
-    name="mid", block_out_channels=(96, 128, 192), attention=(False, False, True),
-    head_dim=64, cross_attention_dim=128, context_tokens=4,
+register(CONFIGS["small"].replace(
+    name="mid", block_out_channels=(96, 128, 192),
     description="about 16M parameters: small with a 96-channel first level",
 ))
-register(UNetConfig(
-    name="wide", block_out_channels=(128, 128, 192), attention=(False, False, True),
-    head_dim=64, cross_attention_dim=128, context_tokens=4,
+register(CONFIGS["small"].replace(
+    name="wide", block_out_channels=(128, 128, 192),
     description="about 17M parameters (35 MB in fp16): small with a 128-channel first level; the shipped default",
 ))
 # Tests: restores a 64x64 frame on the CPU in milliseconds.

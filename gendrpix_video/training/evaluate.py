@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..padcfg import resize
+from ..padcfg import resize, restore
 from .dataset import PhotoBank
 from .degrade import bicubic_down, realistic_eval
 from .metrics import flicker_index, psnr_y, ssim_y
@@ -114,27 +114,35 @@ def method_names(detail: float, teacher: bool) -> list[str]:
     return names
 
 
+def bicubic(lr: torch.Tensor, size) -> torch.Tensor:
+    """The bicubic row: lr upscaled to size, 8-bit levels."""
+    return quantise(resize(lr.float(), size))
+
+
+def model_fn(model, detail: float, seed: int, device):
+    """fn(lr, size) -> the model's output at `detail`, on the CPU in 8-bit levels."""
+    return lambda lr, size: quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed))
+
+
+def static_clip(hr: torch.Tensor, crop: int, frames: int) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """The flicker clip's LR frames (one crop, independent noise and JPEG per frame) and HR size."""
+    hr = centre(hr, crop)
+    return [realistic_eval(hr, seed=1000 + t, scale=SCALE) for t in range(frames)], tuple(hr.shape[-2:])
+
+
 def make_methods(model, teacher, detail: float, seed: int, device) -> dict:
     """name -> fn(lr 1 x 3 x h x w CPU float, size) -> CPU float in [0, 1], 8-bit levels."""
-    from .. import restore
-
-    def bicubic(lr, size):
-        return quantise(resize(lr.float(), size))
-
     def run_teacher(lr, size):
         dt = next(teacher.parameters()).dtype
         with torch.inference_mode():
             return quantise(teacher.restore_to(lr.to(device, dt), size))
 
-    def run_model(d):
-        return lambda lr, size: quantise(restore(model, lr.to(device), size=size, detail=d, seed=seed))
-
     fns = {"bicubic": bicubic}
     if teacher is not None:
         fns["teacher"] = run_teacher
-    fns["model_d1"] = run_model(1.0)
+    fns["model_d1"] = model_fn(model, 1.0, seed, device)
     if detail != 1.0:
-        fns[f"model_d{detail:g}"] = run_model(detail)
+        fns[f"model_d{detail:g}"] = model_fn(model, detail, seed, device)
     return fns
 
 
@@ -229,9 +237,7 @@ def evaluate(model, teacher, data="data/photos", *, detail: float | None = None,
 
 def flicker(methods: dict, hr: torch.Tensor, crop: int, frames: int) -> dict:
     """Flicker index of each method on a static scene with per-frame noise and JPEG."""
-    hr = centre(hr, crop)
-    size = tuple(hr.shape[-2:])
-    lrs = [realistic_eval(hr, seed=1000 + t, scale=SCALE) for t in range(frames)]
+    lrs, size = static_clip(hr, crop, frames)
     clips = {}
     for m, fn in methods.items():
         clips[m] = torch.cat([fn(lr, size) for lr in lrs])

@@ -26,10 +26,8 @@ from pathlib import Path
 import torch
 
 from ..loading import prepare_model
-from ..padcfg import resize, restore
 from ..weights import WeightsError, load_weights
-from .degrade import realistic_eval
-from .evaluate import SCALE, _mean, _niqe_fn, centre, load_val, make_lr, quantise
+from .evaluate import _mean, _niqe_fn, bicubic, load_val, make_lr, model_fn, static_clip
 from .metrics import flicker_index, psnr_y
 from .soup import average
 
@@ -68,14 +66,12 @@ class HeldOut:
         names, self.hrs = load_val(data, crop, limit)
         self.lrs = {which: [make_lr(hr, which, seed=i) for i, hr in enumerate(self.hrs)]
                     for which in ("bicubic", "realistic")}
-        self.clip_hr = centre(self.hrs[0], flicker_crop)
-        self.clip = [realistic_eval(self.clip_hr, seed=1000 + t, scale=SCALE) for t in range(frames)]
+        self.clip, self.clip_size = static_clip(self.hrs[0], flicker_crop, frames)
         self.bicubic_clip = self._clip(bicubic)
         self.photos = len(names)
 
     def _clip(self, fn) -> torch.Tensor:
-        size = tuple(self.clip_hr.shape[-2:])
-        return torch.cat([fn(lr, size) for lr in self.clip])
+        return torch.cat([fn(lr, self.clip_size) for lr in self.clip])
 
     def score(self, fn, niqe) -> dict:
         """fn(lr, size) -> 8-bit-rounded CPU output; the row's metrics."""
@@ -104,16 +100,9 @@ def grid(base_path, model_paths, weights, details, held: HeldOut, niqe, device, 
         model = prepare_model(model, device)
         for d in details:
             t = time.time()
-            def fn(lr, size, d=d):
-                return quantise(restore(model, lr.to(device), size=size, detail=d, seed=seed))
-            rows.append(dict(model=path, weight=w, detail=d, **held.score(fn, niqe)))
+            rows.append(dict(model=path, weight=w, detail=d, **held.score(model_fn(model, d, seed, device), niqe)))
             log(f"{Path(path).name} w {w:g} d {d:g}: {fmt_row(rows[-1])} ({time.time() - t:.1f}s)")
     return rows
-
-
-def bicubic(lr: torch.Tensor, size) -> torch.Tensor:
-    """The bicubic upscale, as `gendrpix-video eval` makes it."""
-    return quantise(resize(lr.float(), size))
 
 
 def bicubic_row(held: HeldOut, niqe) -> dict:

@@ -388,15 +388,16 @@ def _train(args, group: distributed.Group) -> int:
                 log(f"step {step} loss {rec['loss']:.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)")
             last = now
         if step and step % args.eval_every == 0 and group.main:
-            run_eval(shipped, val, state, gpu_now())
+            gpu_seconds = gpu_now()
+            run_eval(shipped, val, state, gpu_seconds)
             if args.snapshots:
-                save_snapshot(shipped, out, args, state, group)
+                save_snapshot(shipped, out, args, state, group, gpu_seconds)
 
     state["gpu_seconds"] = gpu_now()
     if group.main:  # rank 0 alone: last eval, checkpoint, weights (and shipped fp16), curve, state
         run_eval(shipped, val, state, state["gpu_seconds"])
         save_checkpoint(ckpt_path, model, opt, state, disc, d_opt, ema)
-        shipped.metadata = {"provenance": provenance(args, state, group)}
+        shipped.metadata = {"provenance": provenance(args, state, group, state["gpu_seconds"])}
         save_weights(shipped, out / "model.safetensors", scale_range=(2.0, 4.0))
         if args.ship:
             save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
@@ -437,9 +438,9 @@ def profile_steps(train_step, start: int, n: int, dev) -> int:
     return 0
 
 
-def provenance(args, state, group) -> dict:
+def provenance(args, state, group, gpu_seconds: float) -> dict:
     """What the saved weights came from: data, teachers, stage, steps, GPU time, last val score."""
-    prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(state["gpu_seconds"] / 60, 1),
+    prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(gpu_seconds / 60, 1),
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
                 data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr,
@@ -455,10 +456,9 @@ def provenance(args, state, group) -> dict:
     return prov
 
 
-def save_snapshot(model, out: Path, args, state, group) -> None:
-    """fp16 copy of the evaluated weights at this step (GPU time as of the last eval)."""
-    st = dict(state, gpu_seconds=state["evals"][-1]["gpu_min"] * 60)
-    model.metadata = {"provenance": provenance(args, st, group)}
+def save_snapshot(model, out: Path, args, state, group, gpu_seconds: float) -> None:
+    """fp16 copy of the evaluated weights at this step."""
+    model.metadata = {"provenance": provenance(args, state, group, gpu_seconds)}
     (out / "snapshots").mkdir(exist_ok=True)
     save_weights(model, out / "snapshots" / f"step_{state['step']:06d}.safetensors", dtype=torch.float16,
                  scale_range=(2.0, 4.0))
