@@ -4,6 +4,7 @@
     presets   list the encoding presets (presets.py)
     bench     model-only benchmark; --e2e for end to end (bench.py, bench_e2e.py)
     eval      quality on held-out photos (training/evaluate.py)
+    eval-real quality on the real-input chains: codecs, deinterlacing, motion (training/realeval.py)
     train     train a model (training/train.py)
     info      the models that ship, the configs that can be built
 """
@@ -18,6 +19,7 @@ COMMANDS = {
     "presets": "gendrpix_video.presets",
     "bench": "gendrpix_video.bench",
     "eval": "gendrpix_video.training.evaluate",
+    "eval-real": "gendrpix_video.training.realeval",
     "train": "gendrpix_video.training.train",
     "info": "gendrpix_video.cli",
 }

@@ -122,10 +122,11 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert "stability" in json.loads((out2 / "state.json").read_text())["history"][0]
 
 
-def test_bank_mixes_clean_mild_and_full_batches_with_a_clean_teacher(photo_set):
+def test_bank_mixes_clean_mild_video_and_full_batches_with_a_clean_teacher(photo_set):
     import random
     args = train_mod.build_parser().parse_args(
-        ["--out", "x", "--batch", "2", "--crop", "64", "--clean-fraction", "0.4", "--mild-fraction", "0.3"])
+        ["--out", "x", "--batch", "2", "--crop", "64", "--clean-fraction", "0.3", "--mild-fraction", "0.2",
+         "--video-fraction", "0.25"])
     photos = train_mod.PhotoBank.load(photo_set, "train")
     teacher = load_teacher("test-bicubic")
     clean = load_teacher("test-bicubic")
@@ -133,16 +134,16 @@ def test_bank_mixes_clean_mild_and_full_batches_with_a_clean_teacher(photo_set):
     random.seed(0)
     bank = train_mod.PairBank(photos, teacher, args, torch.Generator().manual_seed(0), clean)
     seen = {}
-    for _ in range(40):
+    for _ in range(48):
         before = dict(bank.kinds)
         hr, lr, t = bank.make()
         kind = next(k for k in bank.kinds if bank.kinds[k] != before[k])
         up = torch.nn.functional.interpolate(lr.float() / 255, scale_factor=4, mode="bicubic")
         ratio = float((t.float() / 255).mean() / up.clamp(0, 1).mean())
         seen.setdefault(kind, []).append(ratio)
-    assert set(seen) == {"clean", "mild", "full"}
+    assert set(seen) == {"clean", "mild", "video", "full"}
     assert all(abs(r - 0.5) < 0.05 for r in seen["clean"])
-    assert all(abs(r - 1.0) < 0.05 for r in seen["mild"] + seen["full"])
+    assert all(abs(r - 1.0) < 0.05 for r in seen["mild"] + seen["video"] + seen["full"])
 
 
 def test_fractions_over_one_are_refused(photo_set, tmp_path, capsys):

@@ -3,6 +3,9 @@
 - `degrade`: Real-ESRGAN-style second-order degradation (blur, resize, noise, JPEG, twice, then a
   final resize to the target with an optional sinc filter), random overall scale in [2, 4].
 - `degrade_first_order`: the same first round alone, resized straight to the target.
+- `degrade_video`: one scaler and one video encoder at a low bitrate: mild blur and noise, an
+  optional bob deinterlace, block-DCT coding with 4:2:0 chroma and an optional deblocking filter
+  (what MPEG-2 and H.264 leave), as footage reaches an archive.
   Kernels, noise and JPEG quality are drawn per sample; resize choices per batch (they set the
   tensor size). All randomness comes from one torch.Generator, so a seed reproduces a batch.
 - `jpeg`: a pure-torch baseline JPEG round trip (YCbCr, 4:2:0, 8x8 DCT, standard tables scaled by
@@ -284,6 +287,12 @@ class DegradeOptions:
     gray_noise_prob2: float = 0.4
     jpeg_range2: tuple[float, float] = (30.0, 95.0)
     final_sinc_prob: float = 0.8
+    # video: one scaler, one encoder
+    video_blur_sigma: tuple[float, float] = (0.2, 1.5)
+    video_noise_range: tuple[float, float] = (0.0, 6.0)
+    deinterlace_prob: float = 0.3
+    video_quality_range: tuple[float, float] = (10.0, 50.0)
+    deblock_prob: float = 0.5
     kernel_size: tuple[int, int] = (7, 21)
     modes: tuple[str, ...] = field(default=RESIZE_MODES)
 
@@ -393,6 +402,57 @@ def degrade_first_order(hr: torch.Tensor, generator: torch.Generator,
     s = scale if scale is not None else o.scale[0] + (o.scale[1] - o.scale[0]) * _scalar(g)
     out_hw = lr_size(h, w, s)
     x = _first_round(hr.float(), g, o, lambda t: resize(t, out_hw, _random_mode(g, o.modes)))
+    return Degraded(_to_8bit(x, hr.dtype), hr, s)
+
+
+def bob_deinterlace(x: torch.Tensor) -> torch.Tensor:
+    """Keep the top field (even lines) and rebuild the odd lines by linear interpolation, as a bob
+    deinterlacer leaves interlaced footage: half the vertical detail, full horizontal detail."""
+    out = x.clone()
+    even = x[..., 0::2, :]
+    below = torch.cat([even[..., 1:, :], even[..., -1:, :]], dim=-2)
+    n_odd = x[..., 1::2, :].shape[-2]
+    out[..., 1::2, :] = 0.5 * (even[..., :n_odd, :] + below[..., :n_odd, :])
+    return out
+
+
+def deblock(x: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """Smooth the two pixels on each side of the block edges with a [1, 2, 1] / 4 filter across
+    the edge, as a codec's in-loop deblocking filter softens block boundaries."""
+    h, w = x.shape[-2:]
+    k = torch.tensor([0.25, 0.5, 0.25], device=x.device, dtype=x.dtype)
+    xh = F.conv2d(F.pad(x.flatten(0, 1)[:, None], (1, 1, 0, 0), mode="replicate"),
+                  k.view(1, 1, 1, 3)).view_as(x)
+    xv = F.conv2d(F.pad(xh.flatten(0, 1)[:, None], (0, 0, 1, 1), mode="replicate"),
+                  k.view(1, 1, 3, 1)).view_as(x)
+    col = torch.arange(w, device=x.device) % block
+    row = torch.arange(h, device=x.device) % block
+    near_c = ((col <= 1) | (col >= block - 2)).to(x.dtype)[None, :]
+    near_r = ((row <= 1) | (row >= block - 2)).to(x.dtype)[:, None]
+    m = torch.maximum(near_c.expand(h, w), near_r.expand(h, w))
+    return x + m * (xv - x)
+
+
+@torch.no_grad()
+def degrade_video(hr: torch.Tensor, generator: torch.Generator,
+                  opts: DegradeOptions | None = None, scale: float | None = None) -> Degraded:
+    """Blur, resize to the target, mild noise, bob deinterlace (some samples), block-DCT coding at a
+    low quality with 4:2:0 chroma, deblocking (some samples). Deinterlace, deblocking and the
+    resize mode are drawn per batch; blur, noise and quality per sample."""
+    o = opts or DegradeOptions()
+    g = generator
+    n, _, h, w = hr.shape
+    s = scale if scale is not None else o.scale[0] + (o.scale[1] - o.scale[0]) * _scalar(g)
+    out_hw = lr_size(h, w, s)
+    k = random_kernels(g, n, o.video_blur_sigma, (1, 0, 0, 0, 0, 0), o.betag, o.betap, 0.0, (7, 9))
+    x = resize(filter2d(hr.float(), k), out_hw, _random_mode(g, o.modes))
+    sig = (_uniform(g, *o.video_noise_range, n) / 255).view(n, 1, 1, 1)
+    x = x + torch.randn(x.shape, generator=g, device=x.device) * sig
+    if _scalar(g) < o.deinterlace_prob:
+        x = bob_deinterlace(x)
+    x = jpeg(x.clamp(0, 1), _uniform(g, *o.video_quality_range, n))
+    if _scalar(g) < o.deblock_prob:
+        x = deblock(x)
     return Degraded(_to_8bit(x, hr.dtype), hr, s)
 
 

