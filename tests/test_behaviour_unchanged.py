@@ -56,7 +56,7 @@ def digest(frames: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
 
 
 def cli_frames(tmp: Path, model_path: Path, clip_kw: dict, flags: list[str]) -> list[np.ndarray]:
-    from gendrpix_video.video.upscale import main
+    from gendrpix_video.cli.upscale import main
     src = make_clip(tmp / "src.mkv", pts_ms=CFR_PTS, **clip_kw)
     out = tmp / "out.mkv"
     code = main([str(src), "-o", str(out), "--model", str(model_path), "--codec", "ffv1", "--device", "cpu",

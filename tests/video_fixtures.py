@@ -183,7 +183,7 @@ def clips(tmp_path_factory):
 
 def run_upscale(capsys, *argv) -> tuple[int, str, str]:
     """Run `gendrpix-video upscale` in this process: (exit code, stdout, stderr)."""
-    from gendrpix_video.video.upscale import main
+    from gendrpix_video.cli.upscale import main
     capsys.readouterr()
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
