@@ -34,7 +34,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise DeviceError(f"{dev} was requested but CUDA is not available ({why})")
+            raise DeviceError(f"CUDA is not available ({why})")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"{dev} is out of range: {torch.cuda.device_count()} CUDA device(s) visible")
     return dev
