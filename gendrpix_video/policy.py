@@ -26,7 +26,7 @@ class DeviceError(RuntimeError):
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """`device`, or CUDA (the current GPU) when present, else the CPU."""
     if device is None:
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
