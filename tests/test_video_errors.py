@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from video_fixtures import clips, file_fingerprint, make_clip, run_upscale, tiny_model  # noqa: F401
+from video_fixtures import file_fingerprint, make_clip, run_upscale
 
 PREFIX = "gendrpix-video: error: "
 

@@ -6,8 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from video_fixtures import (clips, decoded_frames, file_fingerprint, packets, run_upscale, tiny_model,  # noqa: F401
-                            video_pts)
+from video_fixtures import decoded_frames, file_fingerprint, packets, run_upscale, video_pts
 
 PTS = [0, 40, 80, 150, 190, 300, 340, 380, 420, 500, 540, 580, 620, 700, 740, 780, 820, 860]
 
