@@ -103,10 +103,3 @@ def compile_model(model, mode: str = "default"):
         model.unet.compile(mode=mode, dynamic=False, fullgraph=False)
         model.invalidate()
     return model
-
-
-def cuda_ready() -> None:
-    """Process-wide CUDA settings for inference: cuDNN autotuning (frame sizes are fixed per clip)."""
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True

@@ -129,7 +129,7 @@ register(UNetConfig(
 register(UNetConfig(
     name="small", block_out_channels=(64, 128, 192), attention=(False, False, True),
     head_dim=64, cross_attention_dim=128, context_tokens=4,
-    description="about 15M parameters (30 MB in fp16): the default of sessions 1-3",
+    description="about 15M parameters (30 MB in fp16)",
 ))
 register(UNetConfig(
     name="lite", block_out_channels=(64, 128, 128), attention=(False, False, True),
@@ -137,7 +137,7 @@ register(UNetConfig(
     description="about 8.5M parameters",
 ))
 # `small` with a wider first level: its 64 channels carry the 192 values (8x8 px x 3) of each
-# position, a bottleneck for fine detail (MODEL_CARD.md). `wide` is the shipped default since session 4.
+# position, a bottleneck for fine detail (MODEL_CARD.md). `wide` is the shipped default's config.
 register(CONFIGS["small"].replace(
     name="mid", block_out_channels=(96, 128, 192),
     description="about 16M parameters: small with a 96-channel first level",

@@ -1,36 +1,58 @@
-"""`load_model`: from a name of a shipped model, or a path, to a ready network on a device."""
+"""`load_model` and `list_models`: from a name of a shipped model, or a path, to a ready network."""
 
 from __future__ import annotations
 
-import logging
+import fnmatch
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .model import GenDRPix, build_model
-from .weights import WeightsError, load_weights
-
-log = logging.getLogger("gendrpix_video")
+from .model import DEFAULT_DETAIL, GenDRPix
+from .policy import inference_dtype, pick_device
+from .weights import WeightsError, load_weights, read_header
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_NAME = "default"
-# Until trained weights ship, the default is this config untrained (output equals bicubic).
-UNTRAINED_DEFAULT_CONFIG = "small"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A shipped model, read from its weights file's header (no tensors loaded)."""
+    name: str
+    path: Path
+    config: str
+    default_detail: float
+    size_bytes: int
 
 
 def shipped_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
-def resolve(name_or_path: str | os.PathLike | None) -> Path | None:
-    """The weights file for a shipped name or a path; None for the untrained default."""
+def list_models(pattern: str = "*") -> list[ModelInfo]:
+    """The shipped models whose name matches `pattern` (fnmatch, as timm's `list_models`), by name."""
+    out = []
+    for name, path in shipped_models().items():
+        if not fnmatch.fnmatch(name, pattern):
+            continue
+        meta = read_header(path).get("__metadata__", {})
+        out.append(ModelInfo(name, path, meta.get("config_name", "?"),
+                             float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))),
+                             path.stat().st_size))
+    return out
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Path:
+    """The weights file for a shipped name or a path (None: the shipped default)."""
     name = DEFAULT_NAME if name_or_path is None else name_or_path
     shipped = shipped_models()
     if isinstance(name, str) and name in shipped:
         return shipped[name]
     if name == DEFAULT_NAME:
-        return None
+        raise WeightsError(f"the shipped default model is missing from {WEIGHTS_DIR}; reinstall gendrpix-video")
     path = Path(name)
     if not path.exists() and path.suffix != ".safetensors" and os.sep not in str(name):
         raise WeightsError(f"unknown model {str(name)!r}: not a shipped model "
@@ -38,36 +60,26 @@ def resolve(name_or_path: str | os.PathLike | None) -> Path | None:
     return path
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None, channels_last: bool | None = None) -> GenDRPix:
-    """A model ready for `restore`: None or 'default' is the embedded default model.
+    """A model ready for `restore`: None or 'default' is the shipped default model.
 
-    device defaults to CUDA when present; dtype to bf16 on CUDA and fp32 on the CPU.
+    device and dtype default to the inference policy's (policy.py): CUDA with bf16 when present.
     """
     path = resolve(name_or_path)
-    if path is None:
-        log.warning("no trained default model ships yet: using the untrained %r config, "
-                    "whose output equals the bicubic upscale", UNTRAINED_DEFAULT_CONFIG)
-        model = build_model(UNTRAINED_DEFAULT_CONFIG)
-    else:
-        model = load_weights(path)
+    model = load_weights(path)
+    model.metadata["source"] = str(path)  # what a resumed job checks it continues with
     return prepare_model(model, device, dtype, channels_last)
 
 
 def prepare_model(model: GenDRPix, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                   channels_last: bool | None = None) -> GenDRPix:
     """Ready a model built or loaded in memory for `restore`, with `load_model`'s defaults."""
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but this machine has no usable CUDA device")
-    dtype = dtype or default_dtype(device)
+    device = pick_device(device)
+    dtype = dtype or inference_dtype(device)
     model = model.to(device=device, dtype=dtype)
     if channels_last if channels_last is not None else device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     model.eval().requires_grad_(False)
-    model.conditioning()  # constants now, once, not on the first frame
+    model.conditioning()  # constants once, at load, not on the first frame
     return model

@@ -85,13 +85,18 @@ class GenDRPix(nn.Module):
         return super().load_state_dict(*args, **kwargs)
 
     # -- the network ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None) -> torch.Tensor:
-        """`x`: N x 3 x H x W in [0, 1], H and W multiples of 8. `ctx_index`: per-sample context
-        (POS/NEG); None means c_pos for all. Returns N x 3 x H x W (not clamped)."""
+    def to_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input transform: [0, 1] -> [-1, 1] (`s`), then x8 unshuffle (`z`, the UNet's input)."""
         s = x * 2 - 1
         z = F.pixel_unshuffle(s, SHUFFLE)
         if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             z = z.contiguous(memory_format=torch.channels_last)
+        return s, z
+
+    def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None) -> torch.Tensor:
+        """`x`: N x 3 x H x W in [0, 1], H and W multiples of 8. `ctx_index`: per-sample context
+        (POS/NEG); None means c_pos for all. Returns N x 3 x H x W (not clamped)."""
+        s, z = self.to_latent(x)
         out = F.pixel_shuffle(self.unet(z, self.conditioning(), ctx_index), SHUFFLE)
         y = s + out if self.config.residual else out
         return (y + 1) * 0.5

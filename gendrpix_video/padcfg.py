@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .configs import SHUFFLE
 from .model import NEG, POS, GenDRPix
+from .policy import resolve_detail, scale_range
 
 Pad = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)
 
@@ -78,7 +79,7 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     size = (int(size[0]), int(size[1]))
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"size must be positive, got {size}")
-    detail = float(model.default_detail if detail is None else detail)
+    detail = resolve_detail(model, detail)
     x = frames.to(model.device, non_blocking=True)
     # Resize in at least fp32 where the device has no fast half bicubic (CPU), then the model dtype.
     work = model.dtype if x.is_cuda else torch.float32
@@ -98,3 +99,20 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
         y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
     # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
+
+
+def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
+                      seed: int = 0) -> torch.Tensor:
+    """`restore` to `size` (H, W), resizing around the model when the scale lies outside its range:
+    beyond it, restore at its largest scale and bicubic up; below it, shrink the input first."""
+    h, w = frames.shape[-2:]
+    lo, hi = scale_range(model)
+    s = max(size[0] / h, size[1] / w)
+    if s > hi * 1.0001:
+        mid = (round(h * hi), round(w * hi))
+        y = restore(model, frames, size=mid, detail=detail, seed=seed)
+        return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
+    if s < lo * 0.9999:
+        pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
+        frames = F.interpolate(frames, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+    return restore(model, frames, size=size, detail=detail, seed=seed)

@@ -1,10 +1,14 @@
-"""Shared test set-up: GPU tests carry the `gpu` marker and skip cleanly without CUDA."""
+"""Shared test set-up: fixtures every module can use (a tiny saved model, synthetic clips, a
+stand-in teacher); GPU tests carry the `gpu` marker and skip cleanly without CUDA."""
+
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from gendrpix_video.training.teacher import Teacher, register_teacher
+from video_fixtures import make_clip
 
 
 class BicubicX4(torch.nn.Module):
@@ -20,6 +24,28 @@ class BicubicX4(torch.nn.Module):
 
 register_teacher("test-bicubic", lambda device="cpu", dtype=torch.float32, **_: Teacher(
     BicubicX4().to(device, dtype), 4, "test-bicubic"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny saved model: what --model points the tests at."""
+    from gendrpix_video import build_model, save_weights
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_weights(build_model("tiny"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    """Clips made once per session, by name (a cache: tests must not modify them)."""
+    root = tmp_path_factory.mktemp("clips")
+    cache: dict[str, Path] = {}
+
+    def get(name: str, **kw) -> Path:
+        if name not in cache:
+            cache[name] = make_clip(root / name, **kw)
+        return cache[name]
+    return get
 
 
 def pytest_collection_modifyitems(config, items):

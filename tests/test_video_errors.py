@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from video_fixtures import clips, file_fingerprint, make_clip, run_upscale, tiny_model  # noqa: F401
+from video_fixtures import file_fingerprint, make_clip, run_upscale
 
 PREFIX = "gendrpix-video: error: "
 
@@ -137,11 +137,11 @@ def test_existing_output_needs_overwrite(good, tiny_model, capsys, tmp_path):
 
 
 def test_disk_full(good, tiny_model, capsys, monkeypatch, tmp_path):
-    import gendrpix_video.video.mux as mux
+    import gendrpix_video.video.pipeline as pipeline
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(mux, "join", full)  # upscale.run_one looks join up when it runs
+    monkeypatch.setattr(pipeline, "join", full)
     target = tmp_path / "full.mkv"
     one_error(upscale_bad(capsys, tiny_model, good, out=target), "disk full")
     assert not target.exists()
@@ -153,7 +153,7 @@ def test_gpu_out_of_memory(good, tiny_model, capsys, monkeypatch, tmp_path):
 
     def oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-    monkeypatch.setattr(engine, "restore", oom)
+    monkeypatch.setattr(engine, "restore_any_scale", oom)
     line = one_error(upscale_bad(capsys, tiny_model, good, "--batch", "3", out=tmp_path / "oom.mkv"),
                      "out of GPU memory", "--batch")
     assert "now 3" in line

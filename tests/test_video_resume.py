@@ -6,8 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from video_fixtures import (clips, decoded_frames, file_fingerprint, packets, run_upscale, tiny_model,  # noqa: F401
-                            video_pts)
+from video_fixtures import decoded_frames, file_fingerprint, packets, run_upscale, video_pts
 
 PTS = [0, 40, 80, 150, 190, 300, 340, 380, 420, 500, 540, 580, 620, 700, 740, 780, 820, 860]
 
@@ -15,7 +14,7 @@ PTS = [0, 40, 80, 150, 190, 300, 340, 380, 420, 500, 540, 580, 620, 700, 740, 78
 def interrupt_after_first_segment(monkeypatch, workdir):
     """Ctrl-C in the main thread once the first segment is on disk, as a user would press it."""
     import gendrpix_video.video.engine as engine
-    real = engine.model_step
+    real = engine.restore_any_scale
     calls = {"n": 0}
 
     def step(*a, **k):
@@ -29,7 +28,7 @@ def interrupt_after_first_segment(monkeypatch, workdir):
                 time.sleep(0.02)
             raise KeyboardInterrupt
         return real(*a, **k)
-    monkeypatch.setattr(engine, "model_step", step)
+    monkeypatch.setattr(engine, "restore_any_scale", step)
 
 
 @pytest.mark.parametrize("codec", ["ffv1", "libx264"])

@@ -6,8 +6,7 @@ import av
 import pytest
 
 from gendrpix_video.video.encode import nvenc_available
-from video_fixtures import (clips, file_fingerprint, packets, run_upscale, text_packets, tiny_model,  # noqa: F401
-                            video_pts)
+from video_fixtures import file_fingerprint, packets, run_upscale, text_packets, video_pts
 
 ENCODERS = [
     ("libx264", "yuv420p", ".mp4"), ("libx264", "yuv420p10le", ".mkv"),

@@ -155,35 +155,10 @@ def packets(path, kind: str) -> list[tuple[bytes, Fraction | None]]:
         return out
 
 
-# -- pytest fixtures and helpers shared by tests/test_video_*.py ------------------------------
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A tiny saved model: what --model points the tests at."""
-    from gendrpix_video import build_model, save_weights
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(build_model("tiny"), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory):
-    """Clips made once per session, by name (a cache: tests must not modify them)."""
-    root = tmp_path_factory.mktemp("clips")
-    cache: dict[str, Path] = {}
-
-    def get(name: str, **kw) -> Path:
-        if name not in cache:
-            cache[name] = make_clip(root / name, **kw)
-        return cache[name]
-    return get
-
-
+# -- helpers shared by tests/test_video_*.py (the fixtures are in conftest.py) -------------
 def run_upscale(capsys, *argv) -> tuple[int, str, str]:
     """Run `gendrpix-video upscale` in this process: (exit code, stdout, stderr)."""
-    from gendrpix_video.video.upscale import main
+    from gendrpix_video.cli.upscale import main
     capsys.readouterr()
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()

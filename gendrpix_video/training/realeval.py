@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..padcfg import resize, restore
+from ..policy import pick_device
 from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y
 from .realinput import CHAINS, DAMAGED, SCALE, RealInputSet, to_float, warp_error
 
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-model", help="the model column of crops.png (a row name); default: the "
                                         "model at its default detail")
     p.add_argument("--out", default="runs/real", help="folder for real.json, pd.png and crops.png")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     return p
 
 
@@ -341,7 +342,7 @@ def main(argv=None) -> int:
     if a.limit:
         data.hr, data.names = data.hr[:a.limit], data.names[:a.limit]
         data.lr = {c: v[:a.limit] for c, v in data.lr.items()}
-    dev = torch.device(a.device)
+    dev = pick_device(a.device)
     methods: dict = {"bicubic": bicubic}
     teachers = [] if a.teachers.lower() == "none" else [t for t in a.teachers.split(",") if t]
     tdt = torch.float16 if dev.type == "cuda" else torch.float32

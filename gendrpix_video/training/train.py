@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..configs import SHUFFLE
 from ..model import NEG, POS, build_model, count_parameters
-from ..padcfg import restore
+from ..padcfg import crop, pad_to_grid, restore
+from ..policy import cuda_ready, pick_device
 from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
@@ -90,7 +91,7 @@ def build_parser():
     p.add_argument("--refresh", type=int, default=4, help="bank batches remade every 10 steps")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument("--resume-state", help="state.json of an earlier chunk, when only its weights (--init) "
                    "survived (a fresh machine): steps, GPU time and history continue; the optimizer restarts")
     p.add_argument("--ship", help="also write fp16 weights with provenance here at the end")
@@ -173,9 +174,8 @@ def forward_random_phase(model, lr, size, ctx, phase=None):
     grid phase."""
     x = F.interpolate(lr, size=size, mode="bicubic", align_corners=False)
     p, q = phase or (random.randrange(SHUFFLE), random.randrange(SHUFFLE))
-    xp = F.pad(x, (p, SHUFFLE - p, q, SHUFFLE - q), mode="reflect")
-    y = model(xp, ctx)
-    return y[..., q:q + size[0], p:p + size[1]]
+    phase = (p, SHUFFLE - p, q, SHUFFLE - q)
+    return crop(model(pad_to_grid(x, phase, model.config.pad_mode), ctx), phase, size)
 
 
 def stability_loss(net, lr, y, size, ctx, phase, share=0.25, sigma=(1 / 255, 8 / 255)):
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     if min(fr) < 0 or sum(fr) > 1:
         parser.error("--clean-fraction, --mild-fraction and --video-fraction must be >= 0 and sum "
                      "to at most 1")
-    group = distributed.setup(args.device)
+    group = distributed.setup(str(pick_device(args.device)))
     try:
         return _train(args, group)
     finally:
@@ -234,9 +234,7 @@ def _train(args, group: distributed.Group) -> int:
     t_start = time.time()
     deadline = t_start + args.minutes * 60
     if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        cuda_ready()
 
     # -- models ------------------------------------------------------------------------------
     ckpt_path = out / "ckpt.safetensors"

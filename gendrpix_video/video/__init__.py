@@ -1,5 +1,12 @@
-"""The `upscale` pipeline: probe -> decode thread -> engine (colour + model on the GPU) ->
-parallel segment encoders -> lossless join with the untouched audio/subtitles -> atomic rename.
+"""Video files: probe -> decode thread -> engine (colour + model on the GPU) -> parallel segment
+encoders -> lossless join with the untouched audio/subtitles -> atomic rename.
 
-One concern per module: probe, decode, colour, engine, encode, mux, job, upscale, errors.
+`upscale_file` (pipeline.py) is the one entry for a whole job; `UpscaleSettings` (presets.py) is
+what a preset or a front end can say about it. One concern per module: probe, decode, colour,
+engine, encode, mux, job, presets, pipeline, errors.
 """
+from .errors import VideoError
+from .pipeline import Result, upscale_file
+from .presets import PresetError, UpscaleSettings
+
+__all__ = ["upscale_file", "UpscaleSettings", "Result", "VideoError", "PresetError"]

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gendrpix_video import restore
-
+from ..padcfg import restore_any_scale
 from .colour import Layout, from_rgb, to_rgb
 from .decode import Frame
 
@@ -40,21 +38,6 @@ class EngineConfig:
     batch: int = 4
 
 
-def model_step(model, rgb: torch.Tensor, size: tuple[int, int], detail: float | None, seed: int) -> torch.Tensor:
-    """`restore` to `size`, resizing around it when the scale lies outside the model's range."""
-    h, w = rgb.shape[-2:]
-    lo, hi = getattr(model, "scale_range", (1.0, 4.0))
-    s = max(size[0] / h, size[1] / w)
-    if s > hi * 1.0001:  # beyond the model: restore at its largest scale, then bicubic up
-        mid = (round(h * hi), round(w * hi))
-        y = restore(model, rgb, size=mid, detail=detail, seed=seed)
-        return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
-    if s < lo * 0.9999:  # a smaller output than the model makes: shrink the input first
-        pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
-        rgb = F.interpolate(rgb, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-    return restore(model, rgb, size=size, detail=detail, seed=seed)
-
-
 class Engine:
     def __init__(self, model, cfg: EngineConfig, device: torch.device):
         self.model, self.cfg, self.device = model, cfg, device
@@ -64,7 +47,7 @@ class Engine:
         c = self.cfg
         rgb = to_rgb(planes, c.in_layout, c.in_matrix, c.in_full)
         # fp32 in and out: bf16 (8 mantissa bits) would band a 10-bit output.
-        out = model_step(self.model, rgb, c.out_size, c.detail, c.seed)
+        out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed)
         return from_rgb(out, c.out_layout, c.out_matrix, c.out_full)
 
     def run(self, batches: Iterable[list[Frame]], emit: Emit) -> None:

@@ -22,10 +22,6 @@ class VideoError(Exception):
         super().__init__(message)
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: the job stopped cleanly and can be resumed."""
-
-
 def warn(message: str) -> None:
     print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 

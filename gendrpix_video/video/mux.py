@@ -16,7 +16,6 @@ from .probe import VideoInfo
 # Keys each muxer writes itself: copying them would describe the old file, not the new one.
 _STALE = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "_statistics_tags",
           "number_of_frames", "number_of_bytes", "bps", "_statistics_writing_app", "_statistics_writing_date_utc"}
-CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".m4v": "mp4", ".webm": "webm"}
 
 
 def _copy_metadata(src: dict, dst: dict) -> None:

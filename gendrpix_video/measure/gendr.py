@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import UNetConfig, get_config
-from .model import NEG, POS
-from .padcfg import pad_to_grid, resize
-from .unet import UNet
+from ..configs import UNetConfig, get_config
+from ..model import NEG, POS
+from ..padcfg import pad_to_grid, resize
+from ..unet import UNet
 
 LATENT_CHANNELS = 16
 VAE_BLOCKS = (128, 256, 512, 512)

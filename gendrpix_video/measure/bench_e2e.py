@@ -4,11 +4,11 @@ For each input size (540p and 1080p by default) a synthetic clip is written, the
   model-only    `restore` on frames already on the GPU (CUDA events), colour conversion excluded;
   encoder-only  the same 2160p frames (bicubic, made before timing) through the same encoder
                 pool (codec, settings, parallel encoders, segments) with no model;
-  end-to-end    `gendrpix-video upscale` on the clip: decode -> GPU -> encoders -> join.
+  end-to-end    `video.upscale_file` on the clip: decode -> GPU -> encoders -> join.
 Target: end-to-end >= 0.9 x min(model-only, encoder-only).
 
-  python -m gendrpix_video.bench_e2e --e2e                 # H100: 540p and 1080p -> 2160p
-  python -m gendrpix_video.bench_e2e --smoke               # CPU, tiny sizes: checks it runs
+  python -m gendrpix_video.measure.bench_e2e --e2e                 # H100: 540p and 1080p -> 2160p
+  python -m gendrpix_video.measure.bench_e2e --smoke               # CPU, tiny sizes: checks it runs
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _device_frames(info, n: int, device):
     """The clip's first n frames as raw planes on the device (for model-only timing)."""
     import torch
 
-    from .video.decode import Decoder
+    from ..video.decode import Decoder
     planes = [[], [], []]
     with Decoder(info) as dec:
         for f in dec:
@@ -76,14 +76,14 @@ def _device_frames(info, n: int, device):
 def model_only_fps(model, info, out_size, batch: int, frames: int, device, detail: float) -> float:
     import torch
 
-    from .video.colour import resolve_matrix, to_rgb
-    from .video.engine import model_step
+    from ..padcfg import restore_any_scale
+    from ..video.colour import resolve_matrix, to_rgb
     raw = _device_frames(info, min(frames, 4 * batch), device)
     rgb = to_rgb(raw, info.layout, resolve_matrix(info.colour.matrix, info.height), info.colour.full_range)
     batches = [rgb[i:i + batch] for i in range(0, len(rgb) - batch + 1, batch)] or [rgb]
     with torch.inference_mode():
         for b in batches[:2]:  # warm-up: kernels, cudnn autotune, allocator
-            model_step(model, b, out_size, detail, 0)
+            restore_any_scale(model, b, out_size, detail, 0)
         done, t = 0, 0.0
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -91,7 +91,7 @@ def model_only_fps(model, info, out_size, batch: int, frames: int, device, detai
             start.record()
             while done < frames:
                 b = batches[(done // batch) % len(batches)]
-                model_step(model, b, out_size, detail, 0)
+                restore_any_scale(model, b, out_size, detail, 0)
                 done += b.shape[0]
             end.record()
             end.synchronize()
@@ -100,25 +100,25 @@ def model_only_fps(model, info, out_size, batch: int, frames: int, device, detai
             t0 = time.perf_counter()
             while done < frames:
                 b = batches[(done // batch) % len(batches)]
-                model_step(model, b, out_size, detail, 0)
+                restore_any_scale(model, b, out_size, detail, 0)
                 done += b.shape[0]
             t = time.perf_counter() - t0
     return done / t
 
 
-def encoder_only_fps(info, settings: dict, out_size, frames: int, workdir: Path, device) -> float:
+def encoder_only_fps(info, settings, out_size, frames: int, workdir: Path, device) -> float:
     """The same 2160p frames (bicubic from the clip, made before the clock starts) through the
     same encoder pool as the real run."""
     import av
     import torch
     import torch.nn.functional as F
 
-    from .video.colour import Colour, from_rgb, layout, resolve_matrix, to_rgb
-    from .video.decode import Decoder
-    from .video.encode import EncodeSettings, EncoderPool, Segment
-    from .video.upscale import auto_encoders
+    from ..video.colour import Colour, from_rgb, layout, resolve_matrix, to_rgb
+    from ..video.decode import Decoder
+    from ..video.encode import EncodeSettings, EncoderPool, Segment
+    from ..video.pipeline import auto_encoders
     H, W = out_size
-    lay = layout(settings["pix_fmt"])
+    lay = layout(settings.pix_fmt)
     m = resolve_matrix(info.colour.matrix, info.height)
     colour = Colour(info.colour.primaries, info.colour.trc, m, 1)
     budget_frames = max(1, min(frames, int(6e9 // lay.frame_bytes(W, H))))  # distinct frames kept
@@ -128,17 +128,17 @@ def encoder_only_fps(info, settings: dict, out_size, frames: int, workdir: Path,
             raw = [torch.from_numpy(np.ascontiguousarray(p))[None].to(device) for p in f.planes]
             rgb = F.interpolate(to_rgb(raw, info.layout, m, False), size=(H, W), mode="bicubic").clamp(0, 1)
             planes = [p[0].cpu().numpy().view(lay.dtype) for p in from_rgb(rgb, lay, m, False)]
-            vf = av.VideoFrame(W, H, settings["pix_fmt"])
+            vf = av.VideoFrame(W, H, settings.pix_fmt)
             for plane, arr in zip(vf.planes, planes):
                 np.frombuffer(plane, dtype=lay.dtype).reshape(plane.height, -1)[:, :plane.width] = arr
             made.append((f.pts, vf))
             if len(made) == budget_frames:
                 break
     workers, threads = auto_encoders(settings, W, H)
-    enc = EncodeSettings(codec=settings["codec"], pix_fmt=settings["pix_fmt"], width=W, height=H,
-                         time_base=info.time_base, rate=info.rate, colour=colour, crf=settings["crf"],
-                         speed=settings["speed"], options=settings["options"], threads=threads)
-    seg_frames = int(settings["segment_frames"])
+    enc = EncodeSettings(codec=settings.codec, pix_fmt=settings.pix_fmt, width=W, height=H,
+                         time_base=info.time_base, rate=info.rate, colour=colour, crf=settings.crf,
+                         speed=settings.speed, options=settings.options, threads=threads)
+    seg_frames = int(settings.segment_frames)
     pool = EncoderPool(enc, workers, max(workers * seg_frames, 8))
     step = max(1, round(1 / (info.rate * info.time_base)))
     t0 = time.perf_counter()
@@ -149,7 +149,7 @@ def encoder_only_fps(info, settings: dict, out_size, frames: int, workdir: Path,
             if feed:
                 feed.close()
             feed = pool.begin(Segment(i // seg_frames, i, workdir))
-        vf = av.VideoFrame(W, H, settings["pix_fmt"])
+        vf = av.VideoFrame(W, H, settings.pix_fmt)
         for a, b in zip(vf.planes, src.planes):  # a fresh frame per use: encoders keep references
             a.update(bytes(b))
         vf.pts, vf.time_base = i * step, info.time_base
@@ -159,12 +159,9 @@ def encoder_only_fps(info, settings: dict, out_size, frames: int, workdir: Path,
     return frames / (time.perf_counter() - t0)
 
 
-def e2e_fps(clip: Path, out: Path, argv_extra: list[str], get_model) -> tuple[float, int, float]:
-    from .video.upscale import Result, parser, run_one, settings_from
-    args = parser().parse_intermixed_args([str(clip), "-o", str(out), "--quiet", "--overwrite", *argv_extra])
-    s = settings_from(args)
-    r = Result(clip)
-    run_one(clip, str(out), False, s, args, get_model, r)
+def e2e_fps(clip: Path, out: Path, settings, model, device) -> tuple[float, int, float]:
+    from ..video.pipeline import upscale_file
+    r = upscale_file(clip, out, settings, model=model, device=device, overwrite=True)
     return r.frames / r.seconds, r.frames, r.seconds
 
 
@@ -189,50 +186,46 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gendrpix_video import build_model, load_model, save_weights
-
-    from .video.probe import probe
-    from .video.upscale import output_size, settings_from
-    from .video.upscale import parser as up_parser
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.smoke else "cpu"))
+    from ..loading import load_model
+    from ..model import build_model
+    from ..policy import pick_device
+    from ..video.pipeline import auto_encoders
+    from ..video.presets import UpscaleSettings
+    from ..video.probe import probe
+    from ..weights import save_weights
+    device = pick_device(args.device or ("cpu" if args.smoke else None))
     tmp = Path(tempfile.mkdtemp(prefix="gendrpix-bench-"))
     if args.smoke:
         args.inputs, args.height, args.frames = "smoke", 72, min(args.frames, 16)
         if not args.model:
             args.model = str(tmp / "tiny.safetensors")
             save_weights(build_model("tiny"), args.model)
-    extra = ["--preset", args.preset, "--height", str(args.height), "--device", str(device)]
-    for flag, v in (("--codec", args.codec), ("--pix-fmt", args.pix_fmt), ("--batch", args.batch),
-                    ("--model", args.model), ("--detail", args.detail)):
-        if v is not None:
-            extra += [flag, str(v)]
-    settings = settings_from(up_parser().parse_intermixed_args(["x", *extra]))
+    settings = UpscaleSettings.from_preset(args.preset).override(
+        "command line", height=args.height, codec=args.codec, pix_fmt=args.pix_fmt, batch=args.batch,
+        detail=args.detail)
     model = load_model(args.model, device=device)
-    get_model = lambda: (model, device)  # noqa: E731
     rows = []
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
-          f"{os.cpu_count()} CPU cores, preset {settings['name']}: {settings['codec']} {settings['pix_fmt']}",
+          f"{os.cpu_count()} CPU cores, preset {settings.name}: {settings.codec} {settings.pix_fmt}",
           file=sys.stderr)
     for name in args.inputs.split(","):
         w, h = SIZES.get(name) or tuple(int(v) for v in name.lower().split("x"))
         clip = synth_clip(tmp / f"in_{w}x{h}.mp4", w, h, args.frames)
         info = probe(clip)
-        from .video.colour import layout
-        W, H = output_size(info.width, info.height, settings, layout(settings["pix_fmt"]))
-        from .video.upscale import auto_encoders
+        H, W = settings.output_size((info.height, info.width))
         workers, _ = auto_encoders(settings, W, H)
         print(f"{w}x{h} -> {W}x{H}: model-only ...", file=sys.stderr)
-        m_fps = model_only_fps(model, info, (H, W), settings["batch"], min(args.frames, 64), device,
-                               settings["detail"])
+        m_fps = model_only_fps(model, info, (H, W), settings.batch, min(args.frames, 64), device,
+                               settings.detail)
         print(f"{w}x{h} -> {W}x{H}: encoder-only ...", file=sys.stderr)
         seg_dir = tmp / f"enc_{w}x{h}"
         seg_dir.mkdir()
         e_fps = encoder_only_fps(info, settings, (H, W), args.frames, seg_dir, device)
         print(f"{w}x{h} -> {W}x{H}: end-to-end ...", file=sys.stderr)
-        x_fps, n, secs = e2e_fps(clip, tmp / f"out_{w}x{h}.mkv", extra, get_model)
+        x_fps, n, secs = e2e_fps(clip, tmp / f"out_{w}x{h}.mkv", settings, model, device)
         bound = min(m_fps, e_fps)
-        rows.append({"input": f"{w}x{h}", "output": f"{W}x{H}", "frames": n, "codec": settings["codec"],
-                     "pix_fmt": settings["pix_fmt"], "encoders": workers, "batch": settings["batch"],
+        rows.append({"input": f"{w}x{h}", "output": f"{W}x{H}", "frames": n, "codec": settings.codec,
+                     "pix_fmt": settings.pix_fmt, "encoders": workers, "batch": settings.batch,
                      "model_only_fps": round(m_fps, 2), "encoder_only_fps": round(e_fps, 2),
                      "e2e_fps": round(x_fps, 2), "ratio": round(x_fps / bound, 3),
                      "target_met": x_fps >= 0.9 * bound})
@@ -245,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in table:
         print("  ".join(v.rjust(wd) for v, wd in zip(row, widths)))
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "cpu_cores": os.cpu_count(), "preset": settings["name"], "frames": args.frames, "rows": rows}
+              "cpu_cores": os.cpu_count(), "preset": settings.name, "frames": args.frames, "rows": rows}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -1,8 +1,8 @@
 """`gendrpix-video`: one entry point, one module per subcommand.
 
-    upscale   decode -> restore -> encode, files or folders (video/upscale.py)
-    presets   list the encoding presets (presets.py)
-    bench     model-only benchmark; --e2e for end to end (bench.py, bench_e2e.py)
+    upscale   decode -> restore -> encode, files or folders (cli/upscale.py -> video.upscale_file)
+    presets   list the encoding presets (cli/presets.py)
+    bench     model-only benchmark; --e2e for end to end (measure/bench.py, measure/bench_e2e.py)
     eval      quality on held-out photos (training/evaluate.py)
     eval-real quality on the real-input chains: codecs, deinterlacing, motion (training/realeval.py)
     train     train a model (training/train.py)
@@ -15,9 +15,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "upscale": "gendrpix_video.video.upscale",
-    "presets": "gendrpix_video.presets",
-    "bench": "gendrpix_video.bench",
+    "upscale": "gendrpix_video.cli.upscale",
+    "presets": "gendrpix_video.cli.presets",
+    "bench": "gendrpix_video.measure.bench",
     "eval": "gendrpix_video.training.evaluate",
     "eval-real": "gendrpix_video.training.realeval",
     "train": "gendrpix_video.training.train",
@@ -26,18 +26,14 @@ COMMANDS = {
 
 
 def info(argv: list[str]) -> int:
-    from . import CONFIGS, count_parameters, build_model
-    from .loading import shipped_models
-    from .weights import read_header
+    from ..configs import CONFIGS
+    from ..loading import list_models
+    from ..model import build_model, count_parameters
 
     print("shipped models:")
-    for name, path in shipped_models().items():
-        meta = read_header(path).get("__metadata__", {})
-        detail = meta.get("default_detail", "1.0")
-        print(f"  {name:10} {meta.get('config_name', '?'):6} {path.stat().st_size / 2**20:6.1f} MiB  "
-              f"default detail {detail:5}  {path}")
-    if not shipped_models():
-        print("  (none: the default is an untrained network whose output equals bicubic)")
+    for m in list_models():
+        print(f"  {m.name:10} {m.config:6} {m.size_bytes / 2**20:6.1f} MiB  "
+              f"default detail {m.default_detail:<5g}  {m.path}")
     print("configs:")
     for name, cfg in CONFIGS.items():
         n = count_parameters(build_model(name, device="meta"))
@@ -51,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip())
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        from . import __version__
+        from .. import __version__
         print(f"gendrpix-video {__version__}")
         return 0
     cmd, rest = argv[0], argv[1:]

@@ -1,8 +1,8 @@
 """Model-only benchmark: time (median of CUDA-event timings after warm-up) and peak memory.
 
     gendrpix-video bench                      # every config, 1080p and 2160p, one pass and PadCFG
-    python -m gendrpix_video.bench --configs sd21 --sizes 3840x2160 --variants eager,cudnn,compile
-    python -m gendrpix_video.bench --gendr    # GenDR (with VAE) vs GenDR-Pix, same UNet, at 4K
+    python -m gendrpix_video.measure.bench --configs sd21 --sizes 3840x2160 --variants eager,cudnn,compile
+    python -m gendrpix_video.measure.bench --gendr    # GenDR (with VAE) vs GenDR-Pix, same UNet, at 4K
 
 Times cover `restore`: bicubic resize, padding, the network, cropping and guidance, for a frame
 already on the GPU. Peak memory is everything allocated at the peak, weights included.
@@ -18,11 +18,12 @@ import sys
 
 import torch
 
-from . import accel
-from .configs import CONFIGS
+from .. import accel
+from ..configs import CONFIGS
+from ..model import build_model, count_parameters
+from ..padcfg import restore
+from ..policy import cuda_ready
 from .gendr import GenDR, gendr_restore
-from .model import build_model, count_parameters
-from .padcfg import restore
 
 VARIANTS = {
     # name: (attention backend, compile mode, channels-last)
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if v not in VARIANTS:
             print(f"gendrpix-video: error: unknown variant {v!r}", file=sys.stderr)
             return 2
-    accel.cuda_ready()
+    cuda_ready()
     rows: list[dict] = []
     if args.profile:
         profile(args)
