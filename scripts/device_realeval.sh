@@ -12,7 +12,7 @@ teachers=${TEACHERS:-none}
 [ "$teachers" = none ] || teachers=$(echo "$teachers" | tr ',' '\n' | sed "s|^|$s/|; s|$|.safetensors|" | paste -sd,)
 PYTHONUNBUFFERED=1 python3 -m gendrpix_video.training.realeval --set "$s/realinput.npz" \
   --niqe-model "$s/niqe_pris_params.npz" --teachers "$teachers" --device "${DEVICE:-cuda}" --out "$dest" "$@" \
-  2> "/tmp/realeval_$name.log"
+  2> "/tmp/realeval_$name.log"  # partial.json in the out folder after each chain
 rc=$?
 tail -n 3 "/tmp/realeval_$name.log"
 exit $rc

@@ -114,11 +114,12 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 
 
 def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, keep=(0, 6),
-          log=log, metric_device="cpu") -> dict:
+          log=log, metric_device="cpu", partial=None) -> dict:
     """Run every method on every crop and chain; returns the results dict (see module doc).
 
     SSIM in float64 costs about 0.85 s a 512-px crop on a busy CPU: on a GPU machine give it the
-    GPU (`metric_device`), where it is milliseconds.
+    GPU (`metric_device`), where it is milliseconds. `partial`, a path, receives the per-crop
+    numbers after each chain, so a run cut short still leaves what it measured.
     """
     t0 = time.time()
     hrs = to_float(data.hr)
@@ -146,6 +147,10 @@ def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, 
             log(f"[{time.time() - t0:6.1f}s] {chain:12} {m:28} Y-PSNR "
                 f"{np.mean(per[m]['psnr_y']):6.2f}")
         res["per_crop"][chain] = per
+        if partial is not None:
+            Path(partial).parent.mkdir(parents=True, exist_ok=True)
+            Path(partial).write_text(json.dumps({"methods": res["methods"], "names": res["names"],
+                                                 "per_crop": res["per_crop"]}) + "\n")
     if niqe is not None:
         log(f"NIQE of {len(outputs_for_niqe)} outputs on {niqe.workers} processes")
         vals = niqe([o[3] for o in outputs_for_niqe])
@@ -371,8 +376,8 @@ def main(argv=None) -> int:
         print(f"eval-real: error: {e}", file=sys.stderr)
         return 2
     niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
-    res = score(methods, data, niqe, a.frames, metric_device=dev)
     out = Path(a.out)
+    res = score(methods, data, niqe, a.frames, metric_device=dev, partial=out / "partial.json")
     out.mkdir(parents=True, exist_ok=True)
     cols = ["bicubic"] + ([grid_model] if grid_model in methods else []) + \
         [m for m in methods if m.startswith("teacher")][:1]
