@@ -33,7 +33,7 @@ from .metrics import flicker_index, psnr_y
 from .soup import average
 
 
-def _floats(text: str) -> list[float]:
+def float_list(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="weights the candidates are averaged with (Stage I model)")
     p.add_argument("--models", nargs="+", required=True, help="candidate weights files")
-    p.add_argument("--weights", type=_floats, default=[1.0], help="candidate shares, e.g. 1,0.5,0.3")
-    p.add_argument("--details", type=_floats, default=[1.0], help="detail settings, e.g. 1,1.5,2")
+    p.add_argument("--weights", type=float_list, default=[1.0], help="candidate shares, e.g. 1,0.5,0.3")
+    p.add_argument("--details", type=float_list, default=[1.0], help="detail settings, e.g. 1,1.5,2")
     p.add_argument("--base-row", action="store_true", help="also score the base alone at each detail")
     p.add_argument("--data", default="data/photos")
     p.add_argument("--crop", type=int, default=768)

@@ -34,6 +34,7 @@ import torch
 
 from ..padcfg import resize, restore
 from ..policy import pick_device
+from .grid import float_list
 from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y
 from .realinput import CHAINS, DAMAGED, SCALE, RealInputSet, to_float, warp_error
 
@@ -306,20 +307,13 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 # --- CLI -------------------------------------------------------------------------------------
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gendrpix-video eval-real", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="data/realinput.npz", help="file made by training/realinput.py")
     p.add_argument("--model", help="model name or weights file; default: the embedded default; "
                                    "'none' for no model rows")
-    p.add_argument("--details", type=_floats, default=None,
+    p.add_argument("--details", type=float_list, default=None,
                    help="details of the model rows (comma-separated); default: the model's own")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS@D1,D2",
                    help="another model's rows (repeatable)")
@@ -370,7 +364,7 @@ def main(argv=None) -> int:
             cname, _, rest = spec.partition("=")
             path, _, ds = rest.partition("@")
             cm = load_model(path, device=dev)
-            for dl in (_floats(ds) if ds else [float(cm.default_detail)]):
+            for dl in (float_list(ds) if ds else [float(cm.default_detail)]):
                 methods[f"{cname}@{dl:g}"] = model_method(cm, dl, dev)
     except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"eval-real: error: {e}", file=sys.stderr)
