@@ -85,6 +85,31 @@ def teacher_method(teacher, device):
 # --- scoring ---------------------------------------------------------------------------------
 
 
+def textured(data: RealInputSet, k: int = 2) -> tuple[int, ...]:
+    """The `k` crops with the most fine detail (mean luma gradient of the ground truth), one a
+    photo: flat sky shows nothing of what a restorer does."""
+    hrs = to_float(data.hr)
+    y = rgb_to_y(hrs)[:, 0]
+    energy = ((y[:, 1:, :-1] - y[:, :-1, :-1]).abs() + (y[:, :-1, 1:] - y[:, :-1, :-1]).abs()).mean((1, 2))
+    picked: list[int] = []
+    for i in energy.argsort(descending=True).tolist():
+        if all(data.names[i].split("#")[0] != data.names[j].split("#")[0] for j in picked):
+            picked.append(i)
+        if len(picked) == k:
+            break
+    return tuple(sorted(picked))
+
+
+GRID_CHAINS = ("realistic", "h264", "mpeg2_deint")
+
+
+def grid_outputs(methods: dict, data: RealInputSet, keep) -> dict:
+    """Outputs of `methods` on the kept crops of the grid's chains only (crops.png without scoring)."""
+    size = tuple(data.hr.shape[1:3])
+    return {(c, i): {m: fn(to_float(data.lr[c][i:i + 1]), size) for m, fn in methods.items()}
+            for c in GRID_CHAINS for i in keep}
+
+
 def _niqe_worker(args):
     img, model_path = args
     from .niqe import get_model, niqe
@@ -289,7 +314,7 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 
     kept = res["_kept"]
     rows = [(c, i) for (c, i) in sorted(kept, key=lambda k: (k[1], CHAINS.index(k[0])))
-            if c in ("realistic", "h264", "mpeg2_deint")]
+            if c in GRID_CHAINS]
     label_h, gap = 16, 4
     W = (len(columns) + 1) * (panel + gap) + gap
     H = len(rows) * (panel + 2 * label_h + gap) + gap
@@ -332,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N crops")
     p.add_argument("--frames", type=int, default=8, help="frames of the static flicker clip")
     p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
-    p.add_argument("--grid-model", help="the model column of crops.png (a row name); default: the "
-                                        "model at its default detail")
+    p.add_argument("--grid-model", help="the model columns of crops.png (row names, comma-separated); "
+                                        "default: the model at its default detail")
+    p.add_argument("--grid-only", action="store_true",
+                   help="only crops.png, for the grid's columns (no scores): quick on a CPU")
     p.add_argument("--out", default="runs/real", help="folder for real.json, pd.png and crops.png")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     return p
@@ -377,12 +404,19 @@ def main(argv=None) -> int:
     except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"eval-real: error: {e}", file=sys.stderr)
         return 2
-    niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
     out = Path(a.out)
-    res = score(methods, data, niqe, a.frames, metric_device=dev, partial=out / "partial.json")
-    out.mkdir(parents=True, exist_ok=True)
-    cols = ["bicubic"] + ([grid_model] if grid_model in methods else []) + \
+    keep = textured(data)
+    cols = ["bicubic"] + [m for m in (grid_model or "").split(",") if m in methods] + \
         [m for m in methods if m.startswith("teacher")][:1]
+    if a.grid_only:
+        out.mkdir(parents=True, exist_ok=True)
+        kept = grid_outputs({m: methods[m] for m in cols}, data, keep)
+        crop_grid({"_kept": kept, "names": data.names}, cols, out / "crops.png", to_float(data.hr))
+        log(f"wrote {out}/crops.png")
+        return 0
+    niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
+    res = score(methods, data, niqe, a.frames, keep=keep, metric_device=dev, partial=out / "partial.json")
+    out.mkdir(parents=True, exist_ok=True)
     crop_grid(res, cols, out / "crops.png", to_float(data.hr))
     pd_plot(res, out / "pd.png")
     res.pop("_kept")
