@@ -19,7 +19,8 @@ import av
 from ..video.argcheck import OneLineParser, check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
 from ..video.pipeline import Result, upscale_file
-from ..video.preflight import CPU_MINUTES
+from ..video.lock import JobBusy
+from ..video.preflight import CPU_MINUTES, PlanRefused
 from ..video.presets import PresetError, UpscaleSettings
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".mxf", ".ts", ".m2ts", ".mts", ".mpg",
@@ -127,6 +128,17 @@ def summary(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def status_of(error: VideoError | None) -> str:
+    """The summary's word for a file that stopped: what happened, not just that it failed."""
+    if isinstance(error, DamagedInput):
+        return "damaged"      # --strict: finished segments kept for --resume
+    if isinstance(error, PlanRefused):
+        return "refused"      # over a limit; nothing was decoded or written
+    if isinstance(error, JobBusy):
+        return "busy"         # another run is writing this output
+    return "failed"
+
+
 def check_flags(args) -> None:
     """Every numeric flag against its range, zero included (one ArgError line naming each)."""
     check_numbers(size=args.size, scale=args.scale, height=args.height, detail=args.detail, crf=args.crf,
@@ -216,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         and str(src) not in msg:
                     msg = f"{src}: {msg}"
                 print(error_line(msg), file=sys.stderr)
-                r.error, r.status = msg, "damaged" if isinstance(known, DamagedInput) else "failed"
+                r.error, r.status = msg, status_of(known)
                 code = 1
     finally:
         if threading_main():

@@ -78,7 +78,7 @@ class Plan:
         """The plan as a few lines for a person."""
         H, W = self.out_size
         h, w = self.in_size
-        frames = f"{self.frames} frames" if self.frames else "frame count unknown"
+        frames = f"about {self.frames} frames" if self.frames else "frame count unknown"
         mem = f"about {fmt_bytes(self.host_bytes)} host memory"
         if self.gpu_bytes is not None:
             mem += f", {fmt_bytes(self.gpu_bytes)} GPU memory"
@@ -176,7 +176,7 @@ def model_seconds(plan: Plan, out_size: tuple[int, int] | None = None, passes: i
 
 def check(plan: Plan, model, shape: Shape, aspect: float) -> None:
     """Raise PlanRefused when the plan exceeds a limit, naming the option that would fit."""
-    where = plan.source.name
+    where = str(plan.source)
     for kind, used, limit, costs_of in (
             ("host", plan.host_bytes, plan.host_limit, lambda c: c.host),
             ("GPU", plan.gpu_bytes, plan.gpu_limit, lambda c: c.gpu)):
@@ -215,8 +215,9 @@ def check(plan: Plan, model, shape: Shape, aspect: float) -> None:
                 fix = f"{' '.join(opts)} would take about {fmt_minutes(t)}"
                 break
         per = plan.seconds / plan.frames if plan.frames else 0
-        part = max(1, int(plan.minutes_limit * 60 / per)) if per else 0
-        fix = (fix + "; " if fix else "") + (f"--duration to try a part ({part} frames fit); " if part else "")
+        part = int(plan.minutes_limit * 60 / per) if per else 0
+        fix = (fix + "; " if fix else "") + (f"--duration to try a part (about {part} frames fit); "
+                                             if part >= 1 else "")
         raise PlanRefused(
             f"{where}: about {fmt_minutes(plan.seconds)} on {plan.device_text} for {plan.frames} frames at "
             f"{W}x{H}, detail {plan.detail:g} ({plan.passes} UNet passes a frame), over the "

@@ -4,6 +4,7 @@ one line names each bad key."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,7 @@ RANGES: dict[str, Range] = {
     "start": Range(0, 1e7, unit="seconds"),
     "duration": Range(0, 1e7, open_lo=True, unit="seconds"),
     "max_memory": Range(0, 1e5, open_lo=True, unit="GiB"),
-    "max_minutes": Range(0, 1e7, open_lo=True, unit="minutes"),
+    "max_minutes": Range(0, math.inf, open_lo=True, unit="minutes"),   # inf: no limit
 }
 
 
