@@ -383,6 +383,9 @@ def _work(job: Job, r: _Run, s: UpscaleSettings, info: VideoInfo, result: Result
              window=window)
         job.commit()
         ok = True
+    except DamagedInput:
+        pool.abort(keep_closed=True)
+        raise
     except BaseException:
         pool.abort()
         raise
