@@ -269,7 +269,7 @@ class Bar:
     def __exit__(self, *exc):
         if self.bar is not None:
             if exc[0] is None and self.bar.total != self.bar.n:
-                self.bar.total = self.bar.n  # the estimate was off (VFR): end at the true count
+                self.bar.total = self.bar.n  # a container's estimate misses on VFR: end at the true count
                 self.bar.refresh()
             self.bar.close()
 

@@ -51,7 +51,7 @@ class Result:
     seconds: float = 0.0              # this run's time
     size: int = 0
     error: str | None = None
-    status: str = "ok"  # ok, done (an earlier run finished it), failed, interrupted, damaged (strict)
+    status: str = "ok"  # ok, done (an earlier run finished it); front ends label the ones that stop
     damage: list[tuple[float, float]] = field(default_factory=list)  # damaged input ranges, seconds
     plan: Plan | None = None
 
@@ -206,22 +206,11 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
         job, run = _prepare(src, target, s, info, result, model_arg, device, resume, start, duration,
                             on_plan, max_memory, max_minutes, lock)
         _work(job, run, s, info, result, start, duration, progress, strict)
-    except KeyboardInterrupt:
-        if job is None:
+    except BaseException as e:
+        if job is None:  # nothing of this run's is in the folder: remove it unless an earlier run left it
             lock.release(remove_folder=lock.created)
-        else:
-            job.keep()
-        raise
-    except DamagedInput:
-        if job is None:
-            lock.release(remove_folder=lock.created)
-        else:
-            job.keep()
-        result.status = "damaged"
-        raise
-    except BaseException:
-        if job is None:
-            lock.release(remove_folder=lock.created)
+        elif isinstance(e, (KeyboardInterrupt, DamagedInput)):
+            job.keep()     # finished segments stay for --resume
         else:
             job.discard()
         raise
