@@ -34,6 +34,7 @@ import torch
 
 from ..padcfg import resize, restore
 from ..policy import pick_device
+from ..video.argcheck import OneLineParser
 from .grid import float_list
 from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y
 from .realinput import CHAINS, DAMAGED, SCALE, RealInputSet, to_float, warp_error
@@ -341,8 +342,8 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gendrpix-video eval-real", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="gendrpix-video eval-real", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="data/realinput.npz", help="file made by training/realinput.py")
     p.add_argument("--model", help="model name or weights file; default: the embedded default; "
                                    "'none' for no model rows")
@@ -375,8 +376,9 @@ def main(argv=None) -> int:
     try:
         data = RealInputSet(a.set)
     except FileNotFoundError:
-        print(f"eval-real: error: no set at {a.set}; make it with "
-              f"`python -m gendrpix_video.training.realinput --out {a.set}`", file=sys.stderr)
+        print(f"gendrpix-video: error: eval-real: no set at {a.set}; make it with "
+              f"`python -m gendrpix_video.training.realinput --out {a.set}` (docs/evaluation.md, "
+              "'Building the data')", file=sys.stderr)
         return 2
     if a.limit:
         data.hr, data.names = data.hr[:a.limit], data.names[:a.limit]
@@ -402,7 +404,7 @@ def main(argv=None) -> int:
             for dl in (float_list(ds) if ds else [float(cm.default_detail)]):
                 methods[f"{cname}@{dl:g}"] = model_method(cm, dl, dev)
     except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"eval-real: error: {e}", file=sys.stderr)
+        print(f"gendrpix-video: error: eval-real: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     out = Path(a.out)
     keep = textured(data)
