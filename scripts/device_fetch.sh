@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Bring runs' results back from the GPU machine: fp16 weights, loss curve, state and log of each RUN
-# in one tar split under $OUT's 16 MiB file limit, so three runs' weights (33 MiB each) take 7 of
-# its 8 files. Rejoin and unpack here with `cat runs.tar.part.* | tar xf -` (paths as on the machine).
+# in one tar split under $OUT's 16 MiB file limit. A call brings back at most 64 MiB in all, so
+# fetch one run a call (33 MiB of fp16 weights each; two barely fit). Rejoin and unpack here with
+# `cat runs.tar.part.* | tar xf -` (paths as on the machine). runs/ is ignored and a new checkout
+# starts without it: commit the weights worth keeping in the session that trained them.
 # usage: scripts/device_fetch.sh RUN...
 set -euo pipefail
 [ -n "${OUT:-}" ] || { echo "device_fetch: OUT is not set" >&2; exit 1; }

@@ -296,9 +296,10 @@ def pd_plot(res: dict, path, size=(900, 600)) -> None:
     for m in pts:
         groups.setdefault(m.split("@")[0], []).append(m)
     colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
-               (140, 86, 75), (23, 190, 207), (127, 127, 127)]
+               (140, 86, 75), (23, 190, 207), (127, 127, 127), (188, 189, 34), (227, 119, 194),
+               (0, 0, 128), (128, 0, 0)]
     for gi, (g, ms) in enumerate(groups.items()):
-        c = colours[gi % len(colours)]
+        c = colours[gi % len(colours)]  # twelve groups before a colour repeats
         line = [(X(pts[m][0]), Y(pts[m][1])) for m in ms]
         if len(line) > 1:
             d.line(line, fill=c, width=2)
