@@ -29,7 +29,8 @@ GiB = 2**30
 BASE_BYTES = int(0.5 * GiB)           # the process itself: Python, torch, PyAV
 ENCODER_BYTES_PER_PIXEL = 48          # an encoder's lookahead and reference frames, per output pixel
 CPU_MINUTES = 15.0                    # a library caller's default limit on a CPU
-WARMUP_SIZE = (256, 256)              # the warm-up's output size: a fraction of a second on a CPU
+WARMUP_SIZE = (512, 512)              # the warm-up: under a second a call on a CPU, large enough that
+                                      # fixed costs do not inflate the per-pixel rate, as they do at 256 px
 HEIGHTS = (2160, 1440, 1080, 720, 540, 480, 360)
 
 
