@@ -162,15 +162,34 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike | None, settings
     return result
 
 
-def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg, device, resume: bool,
-         overwrite: bool, start, duration, progress: Progress | None) -> None:
+@dataclass
+class JobPlan:
+    """Everything decided before the first frame: what `encode_frames` needs for any frame range
+    and `finish_job` for the join. Plain data, so it can travel to another process."""
+    src: Path
+    target: Path
+    info: VideoInfo
+    enc: EncodeSettings
+    engine: EngineConfig
+    params: dict
+    segment_frames: int
+    batch: int
+    workers: int
+    start: float | None = None
+    duration: float | None = None
+
+
+def check_job(src: Path, dst, s: UpscaleSettings, result: Result, *, resume: bool = False,
+              overwrite: bool = False) -> VideoInfo | None:
+    """Probe the input and check the target and encoder; None when an earlier run finished the
+    target (`resume`). Sets `result.target`; raises VideoError."""
     info = probe(src)
     target = plan_target(src, dst, s, info)
     result.target = target
     check_target(src, target, overwrite or resume)
     if resume and target.exists() and not (target.parent / f".{target.name}.gendrpix").exists():
         result.status, result.size = "done", target.stat().st_size
-        return
+        return None
     if info.interlaced:
         warn(f"{src.name}: interlaced video ({info.interlaced}): processed as progressive frames; "
              "deinterlace first for best results")
@@ -178,9 +197,14 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
         warn(f"{src.name}: {info.pix_fmt} has an alpha channel: it is dropped, the output is opaque")
     for d in info.dropped_streams:
         warn(f"{src.name}: stream {d} is not copied")
-
-    out_lay = layout(s.pix_fmt)
     check_encoder(s.codec, s.pix_fmt)
+    return info
+
+
+def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, model_id: str, detail: float,
+             device: str, start: float | None = None, duration: float | None = None) -> JobPlan:
+    """Output size, colour, encoder and engine settings, and the job's identity (`params`)."""
+    out_lay = layout(s.pix_fmt)
     H, W = s.output_size((info.height, info.width))
     in_matrix = resolve_matrix(info.colour.matrix, info.height)
     in_full = info.colour.range == 2 or (info.layout.family == "rgb" and info.colour.range != 1)
@@ -194,30 +218,72 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
                          options=s.options, threads=threads, sample_aspect_ratio=info.sample_aspect_ratio)
     seg_frames = int(s.segment_frames)
     batch = min(int(s.batch), seg_frames)
+    st = src.stat()
+    params = {"input": str(src.resolve()), "input_size": st.st_size, "input_mtime": st.st_mtime_ns,
+              "codec": s.codec, "crf": s.crf, "speed": s.speed, "pix_fmt": s.pix_fmt,
+              "options": s.options, "size": f"{W}x{H}", "detail": detail, "seed": s.seed,
+              "segment_frames": seg_frames, "batch": batch, "model": model_id,
+              "device": device, "start": start, "duration": duration, "colour": str(out_colour)}
+    cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
+                       in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
+                       out_full=out_colour.full_range, detail=detail, seed=s.seed, batch=batch)
+    return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, start, duration)
+
+
+def output_frame(plan: JobPlan, pts: int, planes) -> av.VideoFrame:
+    """One engine output as the frame the encoder takes, with the input's timestamp and tags."""
+    enc, lay = plan.enc, plan.engine.out_layout
+    vf = av.VideoFrame(enc.width, enc.height, enc.pix_fmt)
+    for plane, src_arr in zip(vf.planes, planes):
+        dst_arr = np.frombuffer(plane, dtype=lay.dtype).reshape(plane.height, -1)[:, : plane.width]
+        dst_arr[...] = src_arr.view(lay.dtype)
+    if enc.encoder_pix_fmt() != enc.pix_fmt:
+        vf = vf.reformat(format=enc.encoder_pix_fmt())
+    vf.pts, vf.time_base = pts, plan.info.time_base
+    c = enc.colour
+    vf.color_range, vf.colorspace = c.range, c.matrix
+    vf.color_primaries, vf.color_trc = c.primaries, c.trc
+    return vf
+
+
+def finish_job(plan: JobPlan, job: Job, first_pts: int | None, end_time: Fraction | None) -> None:
+    """Join the job's segments losslessly with the input's other streams, then rename into place.
+    `first_pts`: of the first frame encoded; `end_time`: where a trimmed selection ends."""
+    info, start, duration = plan.info, plan.start, plan.duration
+    shift = first_pts if start else 0
+    window = (None, None)
+    if start or duration:
+        first = Fraction(first_pts or 0) * info.time_base
+        window = (first, end_time)
+    join(job.partial, CONTAINERS[plan.target.suffix.lower()], info, job.segments(), shift=shift or 0,
+         window=window)
+    job.commit()
+
+
+def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg, device, resume: bool,
+         overwrite: bool, start, duration, progress: Progress | None) -> None:
+    info = check_job(src, dst, s, result, resume=resume, overwrite=overwrite)
+    if info is None:
+        return
+    target = result.target
     dev = pick_device(device if not isinstance(model_arg, torch.nn.Module) else model_arg.device)
     model = _get_model(model_arg, dev)
     dev = torch.device(model.device)
     if dev.type == "cuda":
         cuda_ready()
     detail = resolve_detail(model, s.detail)
-    st = src.stat()
-    params = {"input": str(src.resolve()), "input_size": st.st_size, "input_mtime": st.st_mtime_ns,
-              "codec": s.codec, "crf": s.crf, "speed": s.speed, "pix_fmt": s.pix_fmt,
-              "options": s.options, "size": f"{W}x{H}", "detail": detail, "seed": s.seed,
-              "segment_frames": seg_frames, "batch": batch, "model": model_id(model),
-              "device": str(dev), "start": start, "duration": duration, "colour": str(out_colour)}
-    job = Job(target, params)
+    plan = plan_job(src, target, info, s, model_id=model_id(model), detail=detail, device=str(dev),
+                    start=start, duration=duration)
+    enc, seg_frames, batch, workers = plan.enc, plan.segment_frames, plan.batch, plan.workers
+    job = Job(target, plan.params)
     job.start(resume)
     skip = job.resumed_frames()
-    frame_bytes = out_lay.frame_bytes(W, H)
+    frame_bytes = plan.engine.out_layout.frame_bytes(enc.width, enc.height)
     budget = max(workers * seg_frames, 2 * batch)
     budget = max(2 * batch, min(budget, int(8e9 // frame_bytes)))  # at most ~8 GB of waiting frames
     pool = EncoderPool(enc, workers, budget, on_done=job.segment_done)
     decoder = Decoder(info, start=start, duration=duration, depth=max(8, 2 * batch))
-    cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
-                       in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
-                       out_full=out_colour.full_range, detail=detail, seed=s.seed, batch=batch)
-    engine = Engine(model, cfg, dev)
+    engine = Engine(model, plan.engine, dev)
     total = int(duration * float(info.rate)) if duration else (info.frames or None)
     state = {"feed": None, "frames": skip}
     if progress:
@@ -241,16 +307,7 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
             if state["feed"] is not None:
                 state["feed"].close()
             state["feed"] = pool.begin(job.segment(f.index // seg_frames, f.index))
-        vf = av.VideoFrame(W, H, s.pix_fmt)
-        for plane, src_arr in zip(vf.planes, planes):
-            dst_arr = np.frombuffer(plane, dtype=out_lay.dtype).reshape(plane.height, -1)[:, : plane.width]
-            dst_arr[...] = src_arr.view(out_lay.dtype)
-        if enc.encoder_pix_fmt() != s.pix_fmt:
-            vf = vf.reformat(format=enc.encoder_pix_fmt())
-        vf.pts, vf.time_base = f.pts, info.time_base
-        vf.color_range, vf.colorspace = out_colour.range, out_colour.matrix
-        vf.color_primaries, vf.color_trc = out_colour.primaries, out_colour.trc
-        state["feed"].put(vf)
+        state["feed"].put(output_frame(plan, f.pts, planes))
         state["frames"] += 1
         if progress:
             progress(state["frames"], total)
@@ -262,14 +319,7 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
         if state["feed"] is not None:
             state["feed"].close()
         pool.finish()
-        shift = decoder.first_pts if start else 0
-        window = (None, None)
-        if start or duration:
-            first = Fraction(decoder.first_pts or 0) * info.time_base
-            window = (first, decoder.end_time)
-        join(job.partial, CONTAINERS[target.suffix.lower()], info, job.segments(), shift=shift or 0,
-             window=window)
-        job.commit()
+        finish_job(plan, job, decoder.first_pts, decoder.end_time)
         ok = True
     except KeyboardInterrupt:
         pool.abort()

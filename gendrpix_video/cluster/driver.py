@@ -1,0 +1,302 @@
+"""One upscale job over many GPUs and machines, on Ray: the driver.
+
+`upscale_files` checks and plans every input with the library's own steps (check_job, plan_job),
+cuts each into frame-range segments, runs one Ray task per segment (worker.run_segment) over the
+whole cluster, records each finished segment in its job's manifest and joins a file
+(finish_job) once all its segments are in. Inputs and outputs live on a path every node sees.
+
+Ray is imported here and in worker.py only, when a scale-out run starts: `pip install
+gendrpix-video[cluster]`. Faults: Ray reruns a task whose worker or node died (`max_retries`);
+an error in the job itself (a damaged input, storage a node cannot reach) fails that file only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..loading import resolve, shipped_models
+from ..model import DEFAULT_DETAIL
+from ..policy import resolve_detail
+from ..video.errors import VideoError, translate
+from ..video.pipeline import JobPlan, Result, check_job, finish_job, model_id, plan_job
+from ..video.presets import UpscaleSettings
+from ..video.segments import Range, SegmentJob, frame_times, plan_ranges
+from ..weights import WeightsError, read_header
+from .worker import run_segment
+
+# Ray's own extras cost start-up time and write outside the job; a farm can turn them back on.
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+MAX_RETRIES = 4  # reruns of a task whose worker or node died
+
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass
+class NodeStats:
+    tasks: int = 0
+    frames: int = 0
+    seconds: float = 0.0   # busy time of its tasks
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Report:
+    results: list[Result]
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if any(r.error for r in self.results) else 0
+
+
+@dataclass
+class _File:
+    """One input on its way through the cluster."""
+    result: Result
+    plan: JobPlan
+    job: SegmentJob
+    times: list[int]
+    todo: set[int]
+    t0: float = 0.0
+    plan_ref: object = None
+
+
+def model_identity(name: str | os.PathLike | None, detail: float | None) -> tuple[str, str, float]:
+    """(what workers load, model id for the manifest, detail) from the weights file's header: the
+    driver never loads the weights itself."""
+    try:
+        path = resolve(name)
+        meta = read_header(path).get("__metadata__", {})
+    except (WeightsError, OSError) as e:
+        raise VideoError(f"--model: {e}") from None
+    stand_in = SimpleNamespace(metadata={"source": str(path)},
+                               config=SimpleNamespace(name=meta.get("config_name", "?")),
+                               default_detail=float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))))
+    # A shipped name travels as a name: the package may sit at another path on another node.
+    load = str(name) if (name is None or str(name) in shipped_models()) else str(Path(name).resolve())
+    return (None if name is None else load), model_id(stand_in), resolve_detail(stand_in, detail)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One clear line for a wrong or dead address, before Ray's own retries and log lines."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise VideoError(f"--cluster: {address!r} is not an address", hint="HOST:PORT of the head node, or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise VideoError(f"--cluster: cannot reach the Ray cluster at {address} ({e.strerror or e})",
+                         hint="is `ray start --head` running there? see docs/cluster.md")
+
+
+def connect(address: str | None, workers: int | str | None, device: str):
+    """Ray, connected: to the cluster at `address`, or a local instance with `workers` GPUs (CPU
+    workers with device cpu). Returns the ray module."""
+    try:
+        import ray
+    except ImportError:
+        raise VideoError("--gpus and --cluster need Ray", hint="pip install 'gendrpix-video[cluster]'") from None
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    quiet = {"log_to_driver": False, "logging_level": "error"}
+    if address:
+        if address not in ("auto", "local"):
+            check_reachable(address)
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise VideoError(f"--cluster: cannot connect to the Ray cluster at {address}: {first}") from None
+        return ray
+    if device == "cpu":
+        n = (os.cpu_count() or 1) if workers in (None, "all") else int(workers)
+        ray.init(num_cpus=n, num_gpus=0, include_dashboard=False, **quiet)
+    else:
+        import torch
+        have = torch.cuda.device_count()
+        if have == 0:
+            raise VideoError("--gpus: no CUDA GPU is visible", hint="--device cpu runs CPU workers")
+        n = have if workers in (None, "all") else int(workers)
+        if n > have:
+            raise VideoError(f"--gpus {n}: only {have} CUDA GPU(s) visible")
+        ray.init(num_gpus=n, include_dashboard=False, **quiet)
+    return ray
+
+
+def _reason(ray, e: BaseException, src: Path, r: Range) -> str:
+    """One line for a failed task: the job's own error as it is, Ray's in a few words."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, VideoError):
+        return str(cause)
+    if cause is not None:
+        known = translate(cause, where=str(src))
+        if known is not None:
+            return str(known)
+        return f"{src}: segment {r.index}: {type(cause).__name__}: {' '.join(str(cause).split())}"
+    if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
+        return f"{src}: segment {r.index} failed {MAX_RETRIES + 1} times: its worker or node died each time"
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{src}: segment {r.index}: {type(e).__name__}: {first}"
+
+
+def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None, settings: UpscaleSettings, *,
+                  model: str | os.PathLike | None = None, device: str | None = None, address: str | None = None,
+                  workers: int | str | None = None, resume: bool = False, overwrite: bool = False,
+                  start: float | None = None, duration: float | None = None, progress: Progress | None = None,
+                  on_error: Callable[[str], None] | None = None) -> Report:
+    """Upscale `inputs` over a Ray cluster (`address`) or `workers` local GPUs (CPU workers with
+    device "cpu"), as `upscale_file` would one by one: same outputs, same errors. Failed inputs
+    are reported in the results (and to `on_error` as they happen); the others finish."""
+    if device not in (None, "cpu", "cuda"):
+        raise VideoError(f"--device {device}: a scale-out run takes cpu or cuda (Ray picks the GPU of each task)")
+    load_name, mid, detail = model_identity(model, settings.detail)
+    t_start = time.monotonic()
+    report = Report([])
+    ray = connect(address, workers, device or ("cuda" if address is None else None))
+    if device is None:  # the cluster's GPUs when it has any (the driver's machine may have none)
+        device = "cuda" if address is None or ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+    files: list[_File] = []
+    pending: dict = {}
+    try:
+        # Check and plan every input first: a bad one is reported and the others go ahead.
+        for src in [Path(p) for p in inputs]:
+            r = Result(src)
+            report.results.append(r)
+            try:
+                info = check_job(src, dst, settings, r, resume=resume, overwrite=overwrite)
+                if info is None:
+                    continue
+                plan = plan_job(src, r.target, info, settings, model_id=mid, detail=detail,
+                                device=f"ray:{device}", start=start, duration=duration)
+                times = frame_times(info, start, duration)
+                if not times:
+                    raise VideoError(f"{src}: no video frames in the selected range")
+                ranges = plan_ranges(len(times), plan.segment_frames)
+                job = SegmentJob(r.target, plan.params, ranges)
+                job.start(resume)
+                todo = {x.index for x in ranges if x.index not in job.done}
+                files.append(_File(r, plan, job, times, todo))
+            except VideoError as e:
+                _fail(r, str(e), on_error)
+            except Exception as e:
+                known = translate(e, where=str(src))
+                if known is None:
+                    raise
+                _fail(r, str(known), on_error)
+
+        total = sum(len(f.times) for f in files)
+        done_frames = sum(f.job.resumed_frames() for f in files)
+        if progress:
+            progress(done_frames, total)
+        opts = {"max_retries": MAX_RETRIES, "retry_exceptions": False}
+        if device == "cuda":
+            opts.update(num_gpus=1, max_calls=0)  # max_calls=0: the worker (and its model) stays
+        else:
+            opts.update(num_cpus=1)
+        task = ray.remote(**opts)(run_segment)
+        # Largest first: the long files set the end of the job, so they start first.
+        for f in sorted(files, key=lambda f: -len(f.times) * f.plan.enc.width * f.plan.enc.height):
+            f.t0 = time.monotonic()
+            f.plan_ref = ray.put(f.plan)
+            for rg in f.job.ranges.values():
+                if rg.index in f.todo:
+                    times = f.times[rg.first: rg.first + rg.count]
+                    pending[task.remote(f.plan_ref, rg, times, load_name, device)] = (f, rg)
+        for f in files:
+            if not f.todo:
+                _finish(f, on_error)
+
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+            for ref in ready:
+                f, rg = pending.pop(ref)
+                if f.result.error:
+                    continue
+                try:
+                    out = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    _fail(f.result, _reason(ray, e, f.plan.src, rg), on_error)
+                    _drop(ray, f, pending)
+                    continue
+                f.job.record(rg, out["frames"])
+                f.todo.discard(rg.index)
+                f.result.frames += out["frames"]
+                node = report.nodes.setdefault(out["node"], NodeStats())
+                node.tasks += 1
+                node.frames += out["frames"]
+                node.seconds += out["seconds"]
+                done_frames += out["frames"]
+                if progress:
+                    progress(done_frames, total)
+                if not f.todo:
+                    _finish(f, on_error)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        refs = list(pending)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        if refs:  # wait until the cancelled workers are gone before cleaning up after them
+            ray.wait(refs, num_returns=len(refs), timeout=15)
+        for f in files:
+            f.job.clean_attempts()
+        for r in report.results:  # every input not finished (or failed) before the interrupt
+            if not r.error and r.status == "ok" and not r.size:
+                r.status, r.error = "interrupted", "interrupted"
+    finally:
+        ray.shutdown()
+        report.seconds = time.monotonic() - t_start
+    return report
+
+
+def _fail(r: Result, message: str, on_error) -> None:
+    r.error, r.status = message, "failed"
+    if on_error:
+        on_error(message)
+
+
+def _drop(ray, f: _File, pending: dict) -> None:
+    """Stop the rest of a failed file and remove its work folder (as one process does)."""
+    refs = [ref for ref, (g, _) in pending.items() if g is f]
+    for ref in refs:
+        ray.cancel(ref, force=True)
+        pending.pop(ref)
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=15)
+    f.job.discard()
+
+
+def _finish(f: _File, on_error) -> None:
+    p = f.plan
+    end = None
+    if p.duration:
+        lo = Fraction(p.start).limit_denominator(1 << 30) if p.start else p.info.start_time
+        end = lo + Fraction(p.duration).limit_denominator(1 << 30)
+    try:
+        finish_job(p, f.job, f.times[0], end)
+    except KeyboardInterrupt:
+        raise  # the segments stay for --resume
+    except BaseException as e:
+        f.job.discard()
+        known = translate(e, where=str(p.target))
+        if known is None:
+            raise
+        _fail(f.result, str(known), on_error)
+        return
+    f.result.status = "ok"
+    f.result.size = p.target.stat().st_size
+    f.result.seconds = time.monotonic() - f.t0
