@@ -6,6 +6,7 @@ train) makes the same way, made here once.
 - CUDA flags: cuDNN autotuning and TF32, set once per process before the first frame.
 - detail: None means the model's own `default_detail` (from its weights file).
 - sizes: always (H, W), height first, as torch shapes are.
+- passes: `unet_passes(detail)`, what a frame costs (the time estimate counts them).
 - scale range: `padcfg.restore_any_scale` resizes around the model (a file job should finish);
   `outside_scale_range` says why a scale is out of range, for front ends that refuse it.
 """
@@ -94,3 +95,21 @@ def outside_scale_range(model, in_size: Size, out_size: Size) -> str | None:
     if min(sx, sy) < lo - 1e-9 or max(sx, sy) > hi + 1e-9:
         return f"a scale of {sx:.3g}x{sy:.3g}; the model supports {lo:g}x to {hi:g}x"
     return None
+
+
+def unet_passes(detail: float) -> int:
+    """UNet passes a frame costs at this detail: 1 and 0 run one branch, anything else both."""
+    return 1 if float(detail) in (0.0, 1.0) else 2
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in plain words, saying so when the CPU runs for want of a GPU."""
+    if device.type == "cuda":
+        i = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(i)
+        return f"CUDA GPU {i}: {props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    if device.type == "cpu":
+        if not torch.cuda.is_available():
+            return "CPU (no CUDA GPU found)"
+        return "CPU (a CUDA GPU is present; --device cuda would use it)"
+    return str(device)

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Bring a run's results back from the GPU machine: fp16 weights split under the 16 MiB file limit
-# of $OUT (rejoin with `cat model_fp16.part.* > model_fp16.safetensors`), loss curve, state.
-# usage: scripts/device_fetch.sh RUN
+# Bring runs' results back from the GPU machine: fp16 weights, loss curve, state and log of each RUN
+# in one tar split under $OUT's 16 MiB file limit, so three runs' weights (33 MiB each) take 7 of
+# its 8 files. Rejoin and unpack here with `cat runs.tar.part.* | tar xf -` (paths as on the machine).
+# usage: scripts/device_fetch.sh RUN...
 set -euo pipefail
-run=$1
-[ -n "${OUT:-}" ] && [ -f "$run/model.safetensors" ] || { echo "nothing to fetch in $run" >&2; exit 1; }
-python3 - "$run" <<'PY'
+[ -n "${OUT:-}" ] || { echo "device_fetch: OUT is not set" >&2; exit 1; }
+files=()
+for run in "$@"; do
+  [ -f "$run/model.safetensors" ] || { echo "device_fetch: nothing to fetch in $run" >&2; continue; }
+  python3 - "$run" <<'PY'
 import sys, torch
 from gendrpix_video import load_weights, save_weights
 m = load_weights(f"{sys.argv[1]}/model.safetensors")
 save_weights(m, f"{sys.argv[1]}/model_fp16.safetensors", dtype=torch.float16)
 PY
-split -b 15M "$run/model_fp16.safetensors" "$OUT/model_fp16.part."
-cp "$run/loss.png" "$run/state.json" "$OUT/"
+  for f in model_fp16.safetensors loss.png state.json train.log; do
+    [ -f "$run/$f" ] && files+=("$run/$f")
+  done
+done
+[ ${#files[@]} -gt 0 ] || exit 1
+tar cf - "${files[@]}" | split -b 15M - "$OUT/runs.tar.part."
+ls -la "$OUT"

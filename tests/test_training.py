@@ -111,7 +111,8 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert train_mod.main(common + ["--stage", "2", "--init", str(out1 / "model.safetensors"),
                                     "--out", str(out2), "--max-steps", "2", "--eval-every", "1", "--snapshots",
                                     "--stage2-teacher-weight", "0.5", "--stage2-hr-weight", "1",
-                                    "--stability-weight", "1"]) == 0
+                                    "--stability-weight", "1", "--phase-weight", "1",
+                                    "--stage2-neg-target", "hr"]) == 0
     assert json.loads((out2 / "state.json").read_text())["step"] == 2
     # Stage II keeps a snapshot at each eval (one, after 2 steps), a loadable model saying what made it.
     snaps = sorted((out2 / "snapshots").iterdir())
@@ -119,7 +120,8 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     prov = load_model(snaps[0], device="cpu").metadata["provenance"]
     assert prov["stage"] == 2 and prov["steps"] == 2
     assert prov["losses"]["teacher"] == 0.5 and prov["losses"]["hr"] == 1.0 and prov["losses"]["stability"] == 1.0
-    assert "stability" in json.loads((out2 / "state.json").read_text())["history"][0]
+    assert prov["losses"]["neg_target"] == "hr" and prov["phase_weight"] == 1.0
+    assert {"stability", "phase"} <= set(json.loads((out2 / "state.json").read_text())["history"][0])
 
 
 def test_bank_mixes_clean_mild_video_and_full_batches_with_a_clean_teacher(photo_set):
@@ -221,6 +223,21 @@ def test_auto_schedule_fits_the_cosine_to_the_minutes(photo_set, tmp_path, capsy
     # estimated once from the step time: the steps that fit in the chunk's --minutes, at least those run
     assert state["total_steps"] > 101
     assert "cosine over" in capsys.readouterr().err
+
+
+def test_phase_loss_is_zero_for_a_grid_free_network_and_positive_for_a_grid_bound_one():
+    from gendrpix_video.model import NEG, POS
+    torch.manual_seed(0)
+    net = build_model("tiny")  # untrained: the bicubic upscale, the same on every grid phase
+    lr = torch.rand(4, 3, 16, 16)
+    ctx = torch.tensor([POS, POS, NEG, NEG])
+    y = train_mod.forward_random_phase(net, lr, (64, 64), ctx, (1, 6))
+    assert train_mod.phase_loss(net, lr, y, (64, 64), ctx, (1, 6), share=0.5).item() < 1e-6
+    with torch.no_grad():  # a residual from the x8 patches: it moves with the grid, not the content
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    y = train_mod.forward_random_phase(net, lr, (64, 64), ctx, (1, 6))
+    assert train_mod.phase_loss(net, lr, y, (64, 64), ctx, (1, 6), share=0.5).item() > 1e-3
 
 
 def test_stability_loss_measures_how_much_fresh_noise_changes_the_output():

@@ -18,7 +18,7 @@ av = pytest.importorskip("av")
 REPO = Path(__file__).resolve().parents[1]
 
 
-from vsgendrpix.bench import _pythonpath, _vspipe  # noqa: E402
+from vsgendrpix.bench import _vspipe, vspipe_env  # noqa: E402
 
 VPY = r'''
 import vapoursynth as vs
@@ -35,7 +35,7 @@ core.resize.Bicubic(up, format=vs.YUV420P8, matrix_s="170m").set_output()
 
 @pytest.fixture(scope="module")
 def env():
-    return dict(os.environ, PYTHONPATH=_pythonpath())
+    return vspipe_env()
 
 
 @pytest.fixture(scope="module")

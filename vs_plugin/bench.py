@@ -79,6 +79,16 @@ def _pythonpath() -> str:
     return os.pathsep.join(paths + ([old] if old else []))
 
 
+def vspipe_env() -> dict[str, str]:
+    """The environment for vspipe: this package on PYTHONPATH, and VapourSynth's config from the
+    venv when scripts/setup.sh wrote it there (so nothing goes to ~/.config)."""
+    env = dict(os.environ, PYTHONPATH=_pythonpath())
+    config = Path(sys.prefix) / "config"
+    if (config / "vapoursynth" / "vapoursynth.toml").is_file():
+        env["XDG_CONFIG_HOME"] = str(config)
+    return env
+
+
 def _vspipe() -> str:
     local = Path(sys.executable).parent / "vspipe"
     if local.exists():
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
             "model": model, "dtype": a.dtype, "threads": str(a.threads),
             "source": a.input, "output": a.output,
         }
-        env = dict(os.environ, PYTHONPATH=_pythonpath())
+        env = vspipe_env()
         container = "y4m" if a.output == "yuv" else ""
         t_short = _run(vpy, args, a.warmup - 1, container, env) if a.warmup > 0 else 0.0
         t_long = _run(vpy, args, a.warmup + a.frames - 1, container, env)

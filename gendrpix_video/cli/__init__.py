@@ -12,7 +12,25 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+USAGE = """usage: gendrpix-video COMMAND [options]     (gendrpix-video COMMAND --help: its options)
+
+commands:
+  upscale    restore and upscale video files or folders (the main job)
+  presets    list the encoding presets
+  info       the shipped models and the network configs
+  bench      model speed on a CUDA GPU; --e2e: decode -> model -> encode end to end
+  eval       quality on held-out photos (needs the photo set: docs/evaluation.md)
+  eval-real  quality on the real-input chains (needs data/realinput.npz: docs/evaluation.md)
+  train      train a model
+
+example:
+  gendrpix-video upscale my_clip.mp4 -o my_clip_2160p.mkv
+  gendrpix-video upscale my_clip.mp4 --height 1080 --detail 0     (quicker on a CPU)
+
+Errors are one line; GENDRPIX_DEBUG=1 shows the traceback of an unexpected one (upscale: --debug)."""
 
 COMMANDS = {
     "upscale": "gendrpix_video.cli.upscale",
@@ -44,7 +62,7 @@ def info(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         from .. import __version__
@@ -58,7 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "info":
         return info(rest)
     module = importlib.import_module(COMMANDS[cmd])
-    return int(module.main(rest) or 0)
+    if cmd == "upscale":  # it prints its own one-line errors (and tracebacks with --debug)
+        return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # the other commands: one line, the traceback only when asked for
+        if os.environ.get("GENDRPIX_DEBUG"):
+            raise
+        print(f"gendrpix-video: error: {cmd}: {type(e).__name__}: {' '.join(str(e).split())} "
+              "(GENDRPIX_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """`gendrpix-video presets`: list the presets and what they do."""
 from __future__ import annotations
 
-import argparse
 import sys
 
+from ..video.argcheck import OneLineParser
 from ..video.presets import PresetError, UpscaleSettings, available
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="gendrpix-video presets", description="List the upscale presets.")
+    ap = OneLineParser(prog="gendrpix-video presets", description="List the upscale presets.")
     ap.parse_args(argv)
     rows = []
     for name, path in available().items():

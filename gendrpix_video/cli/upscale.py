@@ -1,10 +1,12 @@
 """`gendrpix-video upscale`: parse the arguments, build `UpscaleSettings`, call `upscale_file`
-once per input, print the summary. The job itself is `gendrpix_video.video.upscale_file`."""
+once per input (printing its pre-flight plan), print the summary. The job itself is
+`gendrpix_video.video.upscale_file`."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -14,39 +16,72 @@ from pathlib import Path
 
 import av
 
-from ..video.errors import PROG, VideoError, error_line, translate
+from ..video.argcheck import OneLineParser, check_numbers
+from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
 from ..video.pipeline import Result, upscale_file
+from ..video.lock import JobBusy
+from ..video.preflight import CPU_MINUTES, PlanRefused
 from ..video.presets import PresetError, UpscaleSettings
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".mxf", ".ts", ".m2ts", ".mts", ".mpg",
                   ".mpeg", ".wmv", ".flv", ".y4m", ".nut", ".dv", ".3gp", ".ogv", ".vob"}
 
 
+EXAMPLES = f"""
+examples:
+  {PROG} upscale clip.mp4 -o clip_2160p.mkv        2160p (the default), the default preset
+  {PROG} upscale clip.mp4 --height 1080 --detail 0  smaller and one UNet pass: quicker on a CPU
+  {PROG} upscale folder/ -o out/ --preset delivery  every video in a folder
+  {PROG} upscale clip.mp4 -o out.mkv --resume       continue a run that was stopped
+
+Before the first frame it prints a plan: the device (saying so when it is the CPU), the output
+size, the model and detail, the memory it expects and, on a CPU, the time from a short warm-up.
+A job over a limit (--max-memory, --max-minutes) is refused at once with an option that fits.
+Ctrl-C leaves a hidden .NAME.gendrpix/ folder beside the output on purpose: --resume continues
+from it (delete it to start over).
+"""
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = OneLineParser(
         prog=f"{PROG} upscale",
+        usage=f"{PROG} upscale INPUT... [-o OUT] [options]",
         description="Restore and upscale videos with GenDR-Pix, keeping timestamps, audio, subtitles, "
-                    "chapters, metadata and colour tags. Defaults aim at 2160p keeping the aspect ratio.")
+                    "chapters, metadata and colour tags. Defaults aim at 2160p keeping the aspect ratio.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders of videos")
-    ap.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or existing folder")
-    ap.add_argument("--preset", metavar="NAME|FILE", help="settings preset (see `gendrpix-video presets`)")
+    ap.add_argument("-o", "--output", metavar="OUT",
+                    help="output file (one input) or existing folder (default: INPUT.upscaled.EXT beside it)")
+    ap.add_argument("--preset", metavar="NAME|FILE",
+                    help="settings preset: codec, quality, bit depth, size (see `gendrpix-video presets`)")
     size = ap.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=float, metavar="S", help="scale factor")
-    size.add_argument("--height", type=int, metavar="H", help="output height, width keeps the aspect ratio")
-    size.add_argument("--size", metavar="WxH", help="exact output size")
+    size.add_argument("--scale", type=float, metavar="S", help="output size as a factor of the input (0.25-16)")
+    size.add_argument("--height", type=int, metavar="H",
+                      help="output height in pixels (16-8640), width keeps the aspect ratio (default 2160)")
+    size.add_argument("--size", metavar="WxH", help="exact output size, e.g. 1920x1080")
     ap.add_argument("--detail", type=float, metavar="W",
-                    help="PadCFG guidance scale (default: the model's own; 1 and 0 run one pass)")
+                    help="PadCFG guidance scale 0-4 (default: the model's own; 1 and 0 run one UNet pass, "
+                         "other values two)")
     ap.add_argument("--codec", metavar="C", help="libx264, libx265, libsvtav1, prores_ks, ffv1, *_nvenc")
-    ap.add_argument("--crf", type=float, metavar="Q", help="constant quality of x264/x265/SVT-AV1/NVENC")
-    ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le")
-    ap.add_argument("--batch", type=int, metavar="N", help="frames per model batch")
+    ap.add_argument("--crf", type=float, metavar="Q", help="constant quality 0-63 of x264/x265/SVT-AV1/NVENC")
+    ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le (default: the preset's)")
+    ap.add_argument("--batch", type=int, metavar="N", help="frames per model batch, 1-256 (default 4)")
     ap.add_argument("--device", metavar="D", help="cuda, cuda:1 or cpu (default: cuda when present)")
     ap.add_argument("--model", metavar="NAME|PATH", help="model name or weights file (default: shipped)")
     ap.add_argument("--start", type=float, metavar="T", help="start at T seconds")
-    ap.add_argument("--duration", type=float, metavar="T", help="process T seconds")
-    ap.add_argument("--resume", action="store_true", help="continue an interrupted job")
+    ap.add_argument("--duration", type=float, metavar="T", help="process T seconds (more than 0)")
+    ap.add_argument("--max-memory", type=float, metavar="GIB",
+                    help="refuse a job the plan expects to need more host or GPU memory than this, in GiB "
+                         "(default: the machine's memory and the GPU's)")
+    ap.add_argument("--max-minutes", type=float, metavar="M",
+                    help=f"refuse a job the plan expects to take longer than this (default: {CPU_MINUTES:g} "
+                         "on a CPU, no limit on a GPU; inf: no limit)")
+    ap.add_argument("--strict", action="store_true",
+                    help="stop at the first damaged packet (finished segments stay for --resume); by default "
+                         "damage is decoded past and its time ranges listed in the summary")
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted job from its last segment")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--quiet", action="store_true", help="no plan and no progress bar")
     ap.add_argument("--debug", action="store_true", help="tracebacks and FFmpeg logs")
     farm = ap.add_mutually_exclusive_group()
     farm.add_argument("--gpus", metavar="N|all", type=gpus_arg,
@@ -84,19 +119,48 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 # -- the command -----------------------------------------------------------------------------
 def summary(results: list[Result]) -> str:
+    """A row per file saying what this run did; fps counts only the frames this run made."""
     head = ("file", "status", "frames", "time", "fps", "output")
     rows = []
     for r in results:
-        fps = f"{r.frames / r.seconds:.2f}" if r.seconds > 0 and r.frames else "-"
+        fps = f"{r.fps:.2f}" if r.fps else "-"
         size = f"{r.size / 1e6:.1f} MB" if r.size else "-"
-        status = r.status if not r.error else "FAILED"
-        rows.append((r.source.name, status, str(r.frames), f"{r.seconds:.1f}s", fps, size))
+        status = "FAILED" if r.status == "failed" else r.status
+        frames = f"{r.frames} ({r.resumed} resumed)" if r.resumed else str(r.frames)
+        rows.append((r.source.name, status, frames, f"{r.seconds:.1f}s", fps, size))
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in [head, *rows]]
     for r in results:
-        if r.error:
+        if r.error and r.status != "interrupted":
             lines.append(f"  {r.error}")
+        if r.damage:
+            spans = ", ".join(f"{a:.2f}-{b:.2f}s" if b > a else f"{a:.2f}s" for a, b in r.damage)
+            lines.append(f"  {r.source.name}: damaged input at {spans}: decoded past (frames there are "
+                         "missing or concealed); --strict stops at damage instead")
     return "\n".join(lines)
+
+
+def status_of(error: VideoError | None) -> str:
+    """The summary's word for a file that stopped: what happened, not just that it failed."""
+    if isinstance(error, DamagedInput):
+        return "damaged"      # --strict: finished segments kept for --resume
+    if isinstance(error, PlanRefused):
+        return "refused"      # over a limit; nothing was decoded or written
+    if isinstance(error, JobBusy):
+        return "busy"         # another run is writing this output
+    return "failed"
+
+
+def check_flags(args) -> None:
+    """Every numeric flag against its range, zero included (one ArgError line naming each)."""
+    check_numbers(size=args.size, scale=args.scale, height=args.height, detail=args.detail, crf=args.crf,
+                  batch=args.batch, start=args.start, duration=args.duration, max_memory=args.max_memory,
+                  max_minutes=args.max_minutes)
+
+
+def print_plan(plan) -> None:
+    for line in plan.lines():
+        print(line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger("gendrpix_video").setLevel(logging.ERROR)
     try:
+        check_flags(args)
         s = settings_from(args)
     except (PresetError, VideoError) as e:
         print(error_line(e), file=sys.stderr)
@@ -155,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
                 with Bar(src.name, args.quiet) as bar:
                     r = upscale_file(src, args.output, s, model=get_model, device=args.device, resume=args.resume,
                                      overwrite=args.overwrite, start=args.start, duration=args.duration,
-                                     progress=bar.update)
+                                     progress=bar.update, on_plan=None if args.quiet else print_plan,
+                                     max_memory=args.max_memory, max_minutes=args.max_minutes,
+                                     strict=args.strict)
                 results[-1] = r
             except KeyboardInterrupt:
                 r.error, r.status = "interrupted", "interrupted"
-                print(f"{PROG}: interrupted: {src.name}: no output written; rerun with --resume to continue",
+                print(f"{PROG}: interrupted: {src.name}: no output written; its finished segments stay in a "
+                      "hidden .NAME.gendrpix folder beside the output: rerun with --resume to continue",
                       file=sys.stderr)
                 code = 130
                 break
@@ -170,21 +238,24 @@ def main(argv: list[str] | None = None) -> int:
                 msg = str(known) if known else f"{src}: unexpected error: {type(e).__name__}: {e}"
                 if not known and not args.debug:
                     msg += " (rerun with --debug for details)"
-                if known and not msg.startswith(str(src)) and str(src) not in msg:
+                # An output problem is named by the output's path, which the message already holds.
+                if known and not isinstance(known, OutputError) and not msg.startswith(str(src)) \
+                        and str(src) not in msg:
                     msg = f"{src}: {msg}"
                 print(error_line(msg), file=sys.stderr)
-                r.error, r.status = msg, "failed"
+                r.error, r.status = msg, status_of(known)
                 code = 1
     finally:
         if threading_main():
             signal.signal(signal.SIGTERM, old_term)
-    if not args.quiet or len(results) > 1:
+    if not args.quiet or len(results) > 1 or any(r.damage for r in results):
         print(summary(results))
     return code
 
 
 def scale_out(args, s: UpscaleSettings, inputs: list[Path]) -> int:
-    """The same job on Ray (cluster/driver.py): one bar for all files, per-node throughput."""
+    """The same job on Ray (cluster/driver.py): one bar for all files (frames, fps, ETA), the
+    plan of each file, per-node throughput in the summary."""
     from ..cluster.driver import upscale_files
     address = None
     if args.cluster is not None:
@@ -192,23 +263,38 @@ def scale_out(args, s: UpscaleSettings, inputs: list[Path]) -> int:
         if not address:
             print(error_line("--cluster: no address given and RAY_ADDRESS is not set"), file=sys.stderr)
             return 2
-    with Bar(f"{len(inputs)} file{'s' * (len(inputs) > 1)}", args.quiet) as bar:
-        try:
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, on_term)  # a render node's scheduler stops jobs with SIGTERM
+    try:
+        with Bar(f"{len(inputs)} file{'s' * (len(inputs) > 1)}", args.quiet) as bar:
             report = upscale_files(inputs, args.output, s, model=args.model, device=args.device, address=address,
                                    workers=args.gpus, resume=args.resume, overwrite=args.overwrite,
                                    start=args.start, duration=args.duration, progress=bar.update,
-                                   on_error=lambda m: print(error_line(m), file=sys.stderr))
-        except VideoError as e:
-            print(error_line(e), file=sys.stderr)
-            return 2
+                                   on_error=lambda m: print(error_line(m), file=sys.stderr),
+                                   on_plan=None if args.quiet else print_plan, max_memory=args.max_memory,
+                                   max_minutes=args.max_minutes, strict=args.strict)
+    except VideoError as e:
+        print(error_line(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before Ray was up: nothing started
+        print(f"{PROG}: interrupted: no output written", file=sys.stderr)
+        return 130
+    finally:
+        if threading_main():
+            signal.signal(signal.SIGTERM, old_term)
     if report.interrupted:
-        print(f"{PROG}: interrupted: no output written for unfinished files; rerun with --resume to continue",
-              file=sys.stderr)
-    if not args.quiet or len(report.results) > 1 or report.code:
+        print(f"{PROG}: interrupted: no output written for unfinished files; their finished segments stay in "
+              "hidden .NAME.gendrpix folders beside the outputs: rerun with --resume to continue", file=sys.stderr)
+    if not args.quiet or len(report.results) > 1 or report.code or any(r.damage for r in report.results):
         print(summary(report.results))
         for node, st in sorted(report.nodes.items()):
-            print(f"node {node}: {st.tasks} segments, {st.frames} frames in {st.seconds:.1f}s of work, "
-                  f"{st.fps:.2f} fps")
+            print(f"node {node}: {st.tasks} segment{'s' * (st.tasks != 1)}, {st.frames} frames in "
+                  f"{st.seconds:.1f}s of work, {st.fps:.2f} fps")
     return report.code
 
 
@@ -217,17 +303,24 @@ def threading_main() -> bool:
 
 
 class Bar:
-    """A tqdm progress bar on stderr fed by `upscale_file`'s progress calls."""
+    """A tqdm progress bar on stderr fed by `upscale_file`'s progress calls. The total is the
+    container's estimate or unknown (None): the bar grows it when frames pass it and sets it to
+    the true count at the end, and it draws at 80 columns when the terminal reports no size."""
 
-    def __init__(self, name: str, quiet: bool):
+    def __init__(self, name: str, quiet: bool, file=None):
         self.name, self.quiet, self.bar = name[:32], quiet, None
+        self.file = file or sys.stderr
 
     def update(self, done: int, total: int | None) -> None:
         if self.bar is None:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=done, unit="frame", desc=self.name, file=sys.stderr,
-                            disable=self.quiet, dynamic_ncols=True, leave=True)
+            cols = shutil.get_terminal_size((0, 0)).columns
+            self.bar = tqdm(total=total, initial=done, unit="frame", desc=self.name, file=self.file,
+                            disable=self.quiet, ncols=cols if cols > 0 else 80, dynamic_ncols=cols > 0,
+                            leave=True, mininterval=0.5)
         else:
+            if self.bar.total is not None and done > self.bar.total:
+                self.bar.total = done
             self.bar.update(done - self.bar.n)
 
     def __enter__(self):
@@ -235,6 +328,9 @@ class Bar:
 
     def __exit__(self, *exc):
         if self.bar is not None:
+            if exc[0] is None and self.bar.total != self.bar.n:
+                self.bar.total = self.bar.n  # a container's estimate misses on VFR: end at the true count
+                self.bar.refresh()
             self.bar.close()
 
 

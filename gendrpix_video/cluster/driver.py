@@ -24,12 +24,16 @@ from types import SimpleNamespace
 from ..loading import resolve, shipped_models
 from ..model import DEFAULT_DETAIL
 from ..policy import resolve_detail
-from ..video.errors import VideoError, translate
-from ..video.pipeline import JobPlan, Result, check_job, finish_job, model_id, plan_job
+from ..video.argcheck import check_numbers
+from ..video.errors import DamagedInput, VideoError, translate
+from ..video.job import workdir_of
+from ..video.lock import JobBusy, JobLock
+from ..video.pipeline import JobPlan, OnPlan, Result, check_job, finish_job, model_id, plan_job
+from ..video.preflight import PlanRefused
 from ..video.presets import UpscaleSettings
 from ..video.segments import Range, SegmentJob, frame_times, plan_ranges
 from ..weights import WeightsError, read_header
-from .worker import run_segment
+from .worker import plan_on_worker, run_segment
 
 # Ray's own extras cost start-up time and write outside the job; a farm can turn them back on.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -73,6 +77,7 @@ class _File:
     todo: set[int]
     t0: float = 0.0
     plan_ref: object = None
+    damage: list[tuple[float, float]] = field(default_factory=list)
 
 
 def model_identity(name: str | os.PathLike | None, detail: float | None) -> tuple[str, str, float]:
@@ -138,30 +143,65 @@ def connect(address: str | None, workers: int | str | None, device: str):
     return ray
 
 
-def _reason(ray, e: BaseException, src: Path, r: Range) -> str:
-    """One line for a failed task: the job's own error as it is, Ray's in a few words."""
+def _reason(ray, e: BaseException, src: Path, what: str) -> str:
+    """One line for a failed task (`what`: "segment 3", "the plan"): the job's own error as it
+    is, others with the node they ran on, Ray's own in a few words."""
     cause = getattr(e, "cause", None)
+    node = f"node {e.ip}: " if getattr(e, "ip", None) else ""
     if isinstance(cause, VideoError):
         return str(cause)
     if cause is not None:
         known = translate(cause, where=str(src))
         if known is not None:
-            return str(known)
-        return f"{src}: segment {r.index}: {type(cause).__name__}: {' '.join(str(cause).split())}"
+            return f"{node}{known}"
+        return f"{node}{src}: {what}: {type(cause).__name__}: {' '.join(str(cause).split())}"
     if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
-        return f"{src}: segment {r.index} failed {MAX_RETRIES + 1} times: its worker or node died each time"
+        return f"{src}: {what} failed {MAX_RETRIES + 1} times: its worker or node died each time"
     first = (str(e).strip().splitlines() or [""])[0]
-    return f"{src}: segment {r.index}: {type(e).__name__}: {first}"
+    return f"{node}{src}: {what}: {type(e).__name__}: {first}"
+
+
+def status_of(e: BaseException | None) -> str:
+    """The summary's word for a file that stopped, as a single-process run says it."""
+    if isinstance(e, DamagedInput):
+        return "damaged"
+    if isinstance(e, PlanRefused):
+        return "refused"
+    if isinstance(e, JobBusy):
+        return "busy"
+    return "failed"
+
+
+def merge_damage(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Damaged ranges from many segments (overlapping where their decoding overlapped), merged."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def worker_count(ray, device: str) -> int:
+    """Tasks the cluster runs at once: its GPUs, or its CPUs for CPU tasks."""
+    return max(1, int(ray.cluster_resources().get("GPU" if device == "cuda" else "CPU", 1)))
 
 
 def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None, settings: UpscaleSettings, *,
                   model: str | os.PathLike | None = None, device: str | None = None, address: str | None = None,
                   workers: int | str | None = None, resume: bool = False, overwrite: bool = False,
                   start: float | None = None, duration: float | None = None, progress: Progress | None = None,
-                  on_error: Callable[[str], None] | None = None) -> Report:
+                  on_error: Callable[[str], None] | None = None, on_plan: OnPlan | None = None,
+                  max_memory: float | None = None, max_minutes: float | None = None,
+                  strict: bool = False) -> Report:
     """Upscale `inputs` over a Ray cluster (`address`) or `workers` local GPUs (CPU workers with
-    device "cpu"), as `upscale_file` would one by one: same outputs, same errors. Failed inputs
-    are reported in the results (and to `on_error` as they happen); the others finish."""
+    device "cpu"), as `upscale_file` would one by one: same outputs, same errors, the same job
+    lock, pre-flight plan (`on_plan`, `max_memory`, `max_minutes`; the time over all workers) and
+    damage handling (`strict`). Failed inputs are reported in the results (and to `on_error` as
+    they happen); the others finish. Ctrl-C cancels the tasks, keeping finished segments for
+    `resume`."""
+    check_numbers(start=start, duration=duration, max_memory=max_memory, max_minutes=max_minutes)
     if device not in (None, "cpu", "cuda"):
         raise VideoError(f"--device {device}: a scale-out run takes cpu or cuda (Ray picks the GPU of each task)")
     load_name, mid, detail = model_identity(model, settings.detail)
@@ -170,45 +210,73 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
     ray = connect(address, workers, device or ("cuda" if address is None else None))
     if device is None:  # the cluster's GPUs when it has any (the driver's machine may have none)
         device = "cuda" if address is None or ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+    parallel = worker_count(ray, device)
     files: list[_File] = []
+    locks: list[JobLock] = []
     pending: dict = {}
+    opts = {"max_retries": MAX_RETRIES, "retry_exceptions": False}
+    if device == "cuda":
+        # A GPU error may be the GPU's, not the job's: try the segment again (max_calls=0: the
+        # worker, and its model, stays).
+        opts.update(num_gpus=1, max_calls=0, retry_exceptions=[RuntimeError])
+    else:
+        opts.update(num_cpus=1)
     try:
-        # Check and plan every input first: a bad one is reported and the others go ahead.
-        for src in [Path(p) for p in inputs]:
+        planner = ray.remote(**{**opts, "retry_exceptions": False})(plan_on_worker)
+        # SPREAD: segments are alike and independent, so every node gets its share from the start
+        # (the default packs the driver's own node first).
+        task = ray.remote(scheduling_strategy="SPREAD", **opts)(run_segment)
+        # Check and plan every input first: a bad one is reported and the others go ahead. Paths
+        # travel absolute: a worker's working folder is not the driver's.
+        if dst is not None:
+            dst = os.path.abspath(dst)
+        for src in [Path(os.path.abspath(p)) for p in inputs]:
             r = Result(src)
             report.results.append(r)
+            lock = None
             try:
                 info = check_job(src, dst, settings, r, resume=resume, overwrite=overwrite)
                 if info is None:
                     continue
+                lock = JobLock(workdir_of(r.target), str(r.target))
+                lock.acquire()
+                locks.append(lock)
                 plan = plan_job(src, r.target, info, settings, model_id=mid, detail=detail,
                                 device=f"ray:{device}", start=start, duration=duration)
                 times = frame_times(info, start, duration)
                 if not times:
                     raise VideoError(f"{src}: no video frames in the selected range")
+                plan.frames = len(times)
+                try:
+                    r.plan = ray.get(planner.remote(plan, load_name, device, max_memory, max_minutes, parallel))
+                except ray.exceptions.RayError as e:
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, VideoError):
+                        raise cause from None
+                    raise VideoError(_reason(ray, e, src, "the plan")) from None
+                if on_plan:
+                    on_plan(r.plan)
                 ranges = plan_ranges(len(times), plan.segment_frames)
-                job = SegmentJob(r.target, plan.params, ranges)
+                job = SegmentJob(r.target, plan.params, ranges, lock)
                 job.start(resume)
+                r.resumed = job.resumed_frames()
+                r.frames = r.resumed
                 todo = {x.index for x in ranges if x.index not in job.done}
                 files.append(_File(r, plan, job, times, todo))
-            except VideoError as e:
-                _fail(r, str(e), on_error)
-            except Exception as e:
-                known = translate(e, where=str(src))
+            except (KeyboardInterrupt, Exception) as e:
+                if lock is not None:  # nothing of this run's is in the folder yet
+                    lock.release(remove_folder=lock.created)
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                known = e if isinstance(e, VideoError) else translate(e, where=str(src))
                 if known is None:
                     raise
-                _fail(r, str(known), on_error)
+                _fail(r, str(known), on_error, status_of(known))
 
         total = sum(len(f.times) for f in files)
         done_frames = sum(f.job.resumed_frames() for f in files)
         if progress:
             progress(done_frames, total)
-        opts = {"max_retries": MAX_RETRIES, "retry_exceptions": False}
-        if device == "cuda":
-            opts.update(num_gpus=1, max_calls=0)  # max_calls=0: the worker (and its model) stays
-        else:
-            opts.update(num_cpus=1)
-        task = ray.remote(**opts)(run_segment)
         # Largest first: the long files set the end of the job, so they start first.
         for f in sorted(files, key=lambda f: -len(f.times) * f.plan.enc.width * f.plan.enc.height):
             f.t0 = time.monotonic()
@@ -216,7 +284,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
             for rg in f.job.ranges.values():
                 if rg.index in f.todo:
                     times = f.times[rg.first: rg.first + rg.count]
-                    pending[task.remote(f.plan_ref, rg, times, load_name, device)] = (f, rg)
+                    pending[task.remote(f.plan_ref, rg, times, load_name, device, strict)] = (f, rg)
         for f in files:
             if not f.todo:
                 _finish(f, on_error)
@@ -224,18 +292,22 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
             for ref in ready:
+                if ref not in pending:  # cancelled with its failed file
+                    continue
                 f, rg = pending.pop(ref)
                 if f.result.error:
                     continue
                 try:
                     out = ray.get(ref)
                 except ray.exceptions.RayError as e:
-                    _fail(f.result, _reason(ray, e, f.plan.src, rg), on_error)
-                    _drop(ray, f, pending)
+                    cause = getattr(e, "cause", None)
+                    _fail(f.result, _reason(ray, e, f.plan.src, f"segment {rg.index}"), on_error, status_of(cause))
+                    _drop(ray, f, pending, keep=isinstance(cause, DamagedInput))
                     continue
                 f.job.record(rg, out["frames"])
                 f.todo.discard(rg.index)
                 f.result.frames += out["frames"]
+                f.damage += out["damage"]
                 node = report.nodes.setdefault(out["node"], NodeStats())
                 node.tasks += 1
                 node.frames += out["frames"]
@@ -258,26 +330,33 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
             if not r.error and r.status == "ok" and not r.size:
                 r.status, r.error = "interrupted", "interrupted"
     finally:
+        for lock in locks:  # unfinished jobs: unlocked, their finished segments kept for --resume
+            lock.release()
         ray.shutdown()
         report.seconds = time.monotonic() - t_start
     return report
 
 
-def _fail(r: Result, message: str, on_error) -> None:
-    r.error, r.status = message, "failed"
+def _fail(r: Result, message: str, on_error, status: str = "failed") -> None:
+    r.error, r.status = message, status
     if on_error:
         on_error(message)
 
 
-def _drop(ray, f: _File, pending: dict) -> None:
-    """Stop the rest of a failed file and remove its work folder (as one process does)."""
+def _drop(ray, f: _File, pending: dict, keep: bool = False) -> None:
+    """Stop the rest of a failed file; remove its work folder (`keep`: leave the finished segments
+    for --resume, as one process does after damage under --strict)."""
     refs = [ref for ref, (g, _) in pending.items() if g is f]
     for ref in refs:
         ray.cancel(ref, force=True)
         pending.pop(ref)
     if refs:
         ray.wait(refs, num_returns=len(refs), timeout=15)
-    f.job.discard()
+    if keep:
+        f.job.clean_attempts()
+        f.job.keep()
+    else:
+        f.job.discard()
 
 
 def _finish(f: _File, on_error) -> None:
@@ -286,6 +365,7 @@ def _finish(f: _File, on_error) -> None:
     if p.duration:
         lo = Fraction(p.start).limit_denominator(1 << 30) if p.start else p.info.start_time
         end = lo + Fraction(p.duration).limit_denominator(1 << 30)
+    f.result.damage = merge_damage(f.damage)
     try:
         finish_job(p, f.job, f.times[0], end)
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The task body that runs on a Ray worker: one segment of one job.
+"""The task bodies that run on Ray workers: the pre-flight plan of a job, and one segment of it.
 
 A worker process keeps every model it loaded (keyed by model and device), so the segments that
 follow on it pay nothing for the load. Problems with the shared storage are named with the node
@@ -14,6 +14,7 @@ _models: dict[tuple[str, str], object] = {}
 
 
 def node_name() -> str:
+    """The node as a person finds it: its IP address and the start of Ray's node id."""
     import ray
     ctx = ray.get_runtime_context()
     return f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
@@ -24,25 +25,43 @@ def cached_model(name: str | None, device: str):
     if key not in _models:
         from ..loading import load_model
         from ..policy import cuda_ready
+        from ..video.errors import VideoError
+        from ..weights import WeightsError
         if device.startswith("cuda"):
             cuda_ready()
-        _models[key] = load_model(name, device=device)
+        try:
+            _models[key] = load_model(name, device=device)
+        except WeightsError as e:
+            raise VideoError(f"node {node_name()}: --model: {e}") from None
     return _models[key]
 
 
-def run_segment(plan, r, times: list[int], model_name: str | None, device: str) -> dict:
-    """Encode segment `r` (a video.segments.Range, its frames' timestamps `times`) of the job
-    `plan` (a video.pipeline.JobPlan) with the model `model_name` (a shipped name or a path every
-    node sees) on `device` ("cuda": the GPU Ray gave the task, or "cpu"). Returns what the driver
-    records: the node, frames and seconds."""
+def plan_on_worker(job, model_name: str | None, device: str, max_memory: float | None,
+                   max_minutes: float | None, parallel: int):
+    """The pre-flight plan of `job` (a video.pipeline.JobPlan) as one worker runs it: one encoder
+    and a short queue each, `parallel` workers sharing the frames. Raises PlanRefused."""
+    import torch
+
+    from ..video.pipeline import preflight
+    model = cached_model(model_name, device)
+    return preflight(job, model, torch.device(model.device), max_memory=max_memory, max_minutes=max_minutes,
+                     encoders=1, encode_frames=max(2, 2 * job.batch), parallel=parallel)
+
+
+def run_segment(job, r, times: list[int], model_name: str | None, device: str, strict: bool = False) -> dict:
+    """Encode segment `r` (a video.segments.Range, its frames' timestamps `times`) of `job` (a
+    video.pipeline.JobPlan) with the model `model_name` (a shipped name or a path every node sees)
+    on `device` ("cuda": the GPU Ray gave the task, or "cpu"). Returns what the driver records:
+    the node, frames, seconds and the damaged input ranges met."""
     import torch
 
     from ..video.errors import VideoError
+    from ..video.job import workdir_of
     from ..video.segments import encode_frames
 
     node = node_name()
     t0 = time.monotonic()
-    src, job_dir = plan.src, plan.target.parent / f".{plan.target.name}.gendrpix"
+    src, job_dir = job.src, workdir_of(job.target)
     if not os.access(src, os.R_OK):
         why = "no such file" if not src.exists() else "permission denied"
         raise VideoError(f"node {node}: cannot read the input {src} ({why}); every node needs the same path")
@@ -51,12 +70,14 @@ def run_segment(plan, r, times: list[int], model_name: str | None, device: str) 
         raise VideoError(f"node {node}: cannot write segment {r.index} to {job_dir} ({why}); "
                          "every node needs the same output path")
     model = cached_model(model_name, device)
+    damage: list = []
     try:
-        frames = encode_frames(plan, r, times, model, torch.device(model.device))
+        frames = encode_frames(job, r, times, model, torch.device(model.device), strict=strict, damage=damage)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
             where = e.filename or job_dir
             raise VideoError(f"node {node}: cannot write segment {r.index} to {where} "
                              f"({os.strerror(e.errno)})") from None
         raise
-    return {"node": node, "index": r.index, "frames": frames, "seconds": time.monotonic() - t0}
+    return {"node": node, "index": r.index, "frames": frames, "seconds": time.monotonic() - t0,
+            "damage": [(float(a), float(b)) for a, b in damage], "pid": os.getpid()}

@@ -23,6 +23,7 @@ from ..configs import CONFIGS
 from ..model import build_model, count_parameters
 from ..padcfg import restore
 from ..policy import cuda_ready
+from ..video.argcheck import OneLineParser, int_at_least
 from .gendr import GenDR, gendr_restore
 
 VARIANTS = {
@@ -169,20 +170,22 @@ def print_table(rows, out=sys.stdout):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gendrpix-video bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "tiny"))
+    p = OneLineParser(prog="gendrpix-video bench", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "tiny"),
+                   help=f"network configs to build untrained, comma-separated (any of {', '.join(CONFIGS)})")
     p.add_argument("--sizes", default="1920x1080,3840x2160", help="output sizes WxH")
-    p.add_argument("--modes", default="single,padcfg")
+    p.add_argument("--modes", default="single,padcfg",
+                   help="single: one UNet pass a frame; padcfg: both branches as one batch (two passes)")
     p.add_argument("--variants", default="eager", help=f"any of {', '.join(VARIANTS)}")
-    p.add_argument("--scale", type=int, default=2, help="input is output / scale")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--scale", type=int_at_least(1), default=2, help="input is output / scale")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="frames per model call")
     p.add_argument("--detail", type=float, default=1.5, help="guidance scale for the padcfg mode")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed calls first (autotuning, allocations)")
+    p.add_argument("--repeat", type=int_at_least(1), default=10, help="timed calls; the median is reported")
     p.add_argument("--gendr", action="store_true", help="also GenDR (VAE) vs GenDR-Pix")
-    p.add_argument("--gendr-only", action="store_true")
-    p.add_argument("--gendr-configs", default="sd21")
+    p.add_argument("--gendr-only", action="store_true", help="only GenDR (VAE), no GenDR-Pix rows")
+    p.add_argument("--gendr-configs", default="sd21", help="UNet configs for the GenDR rows, comma-separated")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--profile", action="store_true", help="print the top kernels of the first config and size")
     p.add_argument("--e2e", action="store_true", help="end-to-end video benchmark (decode, model, encode)")

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..video.argcheck import OneLineParser
+
 SIZES = {"540p": (960, 540), "1080p": (1920, 1080), "720p": (1280, 720), "smoke": (64, 36)}
 
 
@@ -166,8 +168,8 @@ def e2e_fps(clip: Path, out: Path, settings, model, device) -> tuple[float, int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="gendrpix-video bench --e2e", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(prog="gendrpix-video bench --e2e", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--e2e", action="store_true", help="(the mode; accepted for `bench --e2e`)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny sizes and model: checks the harness")
     ap.add_argument("--inputs", default="540p,1080p", help="input sizes: 540p,720p,1080p or WxH list")

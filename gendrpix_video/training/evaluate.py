@@ -34,6 +34,7 @@ import torch
 
 from ..padcfg import resize, restore
 from ..policy import pick_device, resolve_detail
+from ..video.argcheck import OneLineParser
 from .dataset import PhotoBank
 from .degrade import bicubic_down, realistic_eval
 from .metrics import flicker_index, psnr_y, ssim_y
@@ -47,8 +48,8 @@ def log(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gendrpix-video eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="gendrpix-video eval", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model name or weights file (load_model); default: the embedded default")
     p.add_argument("--data", default="data/photos", help="photo set built by training/dataset.py")
     p.add_argument("--teacher", default="realesrgan-x4plus",
@@ -314,6 +315,11 @@ def comparison_png(keep: dict, methods: dict, names: list[str], detail: float, t
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not (Path(args.data) / "manifest.json").is_file():
+        print(f"gendrpix-video: error: eval: no photo set at {args.data}; build it with `python -m "
+              f"gendrpix_video.training.dataset build --out {args.data}` (docs/evaluation.md, "
+              "'Building the data')", file=sys.stderr)
+        return 2
     from ..loading import load_model
     from .teacher import load_teacher
 

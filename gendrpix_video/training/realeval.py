@@ -34,6 +34,7 @@ import torch
 
 from ..padcfg import resize, restore
 from ..policy import pick_device
+from ..video.argcheck import OneLineParser
 from .grid import float_list
 from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y
 from .realinput import CHAINS, DAMAGED, SCALE, RealInputSet, to_float, warp_error
@@ -83,6 +84,31 @@ def teacher_method(teacher, device):
 
 
 # --- scoring ---------------------------------------------------------------------------------
+
+
+def textured(data: RealInputSet, k: int = 2) -> tuple[int, ...]:
+    """The `k` crops with the most fine detail (mean luma gradient of the ground truth), one a
+    photo: flat sky shows nothing of what a restorer does."""
+    hrs = to_float(data.hr)
+    y = rgb_to_y(hrs)[:, 0]
+    energy = ((y[:, 1:, :-1] - y[:, :-1, :-1]).abs() + (y[:, :-1, 1:] - y[:, :-1, :-1]).abs()).mean((1, 2))
+    picked: list[int] = []
+    for i in energy.argsort(descending=True).tolist():
+        if all(data.names[i].split("#")[0] != data.names[j].split("#")[0] for j in picked):
+            picked.append(i)
+        if len(picked) == k:
+            break
+    return tuple(sorted(picked))
+
+
+GRID_CHAINS = ("realistic", "h264", "mpeg2_deint")
+
+
+def grid_outputs(methods: dict, data: RealInputSet, keep) -> dict:
+    """Outputs of `methods` on the kept crops of the grid's chains only (crops.png without scoring)."""
+    size = tuple(data.hr.shape[1:3])
+    return {(c, i): {m: fn(to_float(data.lr[c][i:i + 1]), size) for m, fn in methods.items()}
+            for c in GRID_CHAINS for i in keep}
 
 
 def _niqe_worker(args):
@@ -201,6 +227,12 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> 
         out[m]["flicker"] = flicker_index(clips[m], clips["bicubic"])
         if "warp" in out[m]:
             out[m]["warp_x"] = out[m]["warp"] / out["bicubic"]["warp"]
+    # The ground truth's own error under the same flow and mask: the floor a perfect restorer
+    # reaches (flow and interpolation error only; the coded clips add noise that changes per frame).
+    gt = data.settings.get("gt_warp_error")
+    if gt and "warp" in out.get("bicubic", {}):
+        w = float(np.mean(gt))
+        out["ground truth"] = {"warp": w, "warp_x": w / out["bicubic"]["warp"]}
     return out
 
 
@@ -214,8 +246,10 @@ def _f(v, nd=2):
 def markdown(res: dict) -> str:
     lines = ["| method | damaged Y-PSNR | NIQE | SSIM | lattice | clean Y-PSNR | warp (x bicubic) | "
              "flicker |", "|---|---|---|---|---|---|---|---|"]
-    if res.get("hr_niqe") is not None:
-        lines.append(f"| ground truth | - | {_f(res['hr_niqe'])} | - | 1 | - | - | - |")
+    gt_warp = res["temporal"].get("ground truth", {})
+    if res.get("hr_niqe") is not None or gt_warp:
+        lines.append(f"| ground truth | - | {_f(res.get('hr_niqe'))} | - | 1 | - | "
+                     f"{_f(gt_warp.get('warp'), 3)} ({_f(gt_warp.get('warp_x'))}) | - |")
     for m in res["methods"]:
         d, t = res["damaged"][m], res["temporal"].get(m, {})
         lines.append(f"| {m} | {_f(d['psnr_y'])} | {_f(d['niqe'])} | {_f(d['ssim_y'], 4)} | "
@@ -281,7 +315,7 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 
     kept = res["_kept"]
     rows = [(c, i) for (c, i) in sorted(kept, key=lambda k: (k[1], CHAINS.index(k[0])))
-            if c in ("realistic", "h264", "mpeg2_deint")]
+            if c in GRID_CHAINS]
     label_h, gap = 16, 4
     W = (len(columns) + 1) * (panel + gap) + gap
     H = len(rows) * (panel + 2 * label_h + gap) + gap
@@ -308,8 +342,8 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gendrpix-video eval-real", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="gendrpix-video eval-real", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="data/realinput.npz", help="file made by training/realinput.py")
     p.add_argument("--model", help="model name or weights file; default: the embedded default; "
                                    "'none' for no model rows")
@@ -324,8 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N crops")
     p.add_argument("--frames", type=int, default=8, help="frames of the static flicker clip")
     p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
-    p.add_argument("--grid-model", help="the model column of crops.png (a row name); default: the "
-                                        "model at its default detail")
+    p.add_argument("--grid-model", help="the model columns of crops.png (row names, comma-separated); "
+                                        "default: the model at its default detail")
+    p.add_argument("--grid-only", action="store_true",
+                   help="only crops.png, for the grid's columns (no scores): quick on a CPU")
     p.add_argument("--out", default="runs/real", help="folder for real.json, pd.png and crops.png")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     return p
@@ -340,8 +376,9 @@ def main(argv=None) -> int:
     try:
         data = RealInputSet(a.set)
     except FileNotFoundError:
-        print(f"eval-real: error: no set at {a.set}; make it with "
-              f"`python -m gendrpix_video.training.realinput --out {a.set}`", file=sys.stderr)
+        print(f"gendrpix-video: error: eval-real: no set at {a.set}; make it with "
+              f"`python -m gendrpix_video.training.realinput --out {a.set}` (docs/evaluation.md, "
+              "'Building the data')", file=sys.stderr)
         return 2
     if a.limit:
         data.hr, data.names = data.hr[:a.limit], data.names[:a.limit]
@@ -367,14 +404,21 @@ def main(argv=None) -> int:
             for dl in (float_list(ds) if ds else [float(cm.default_detail)]):
                 methods[f"{cname}@{dl:g}"] = model_method(cm, dl, dev)
     except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"eval-real: error: {e}", file=sys.stderr)
+        print(f"gendrpix-video: error: eval-real: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
     out = Path(a.out)
-    res = score(methods, data, niqe, a.frames, metric_device=dev, partial=out / "partial.json")
-    out.mkdir(parents=True, exist_ok=True)
-    cols = ["bicubic"] + ([grid_model] if grid_model in methods else []) + \
+    keep = textured(data)
+    cols = ["bicubic"] + [m for m in (grid_model or "").split(",") if m in methods] + \
         [m for m in methods if m.startswith("teacher")][:1]
+    if a.grid_only:
+        out.mkdir(parents=True, exist_ok=True)
+        kept = grid_outputs({m: methods[m] for m in cols}, data, keep)
+        crop_grid({"_kept": kept, "names": data.names}, cols, out / "crops.png", to_float(data.hr))
+        log(f"wrote {out}/crops.png")
+        return 0
+    niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
+    res = score(methods, data, niqe, a.frames, keep=keep, metric_device=dev, partial=out / "partial.json")
+    out.mkdir(parents=True, exist_ok=True)
     crop_grid(res, cols, out / "crops.png", to_float(data.hr))
     pd_plot(res, out / "pd.png")
     res.pop("_kept")

@@ -75,6 +75,13 @@ def build_parser():
     p.add_argument("--stability-weight", type=float, default=0.0,
                    help="Stage II: L1 between outputs for an input and for it with fresh sensor noise "
                         "(steadier video; 0: off)")
+    p.add_argument("--phase-weight", type=float, default=0.0,
+                   help="L1 between outputs for one input on two x8 grid phases (4 px apart), both "
+                        "branches: moving content crosses the fixed grid, so phase-dependent output "
+                        "is temporal error (0: off)")
+    p.add_argument("--stage2-neg-target", choices=("g1", "hr"), default="g1",
+                   help="Stage II's c_neg target: the Stage I output (g1, the paper's) or the ground "
+                        "truth (hr: the fidelity branch keeps learning, e.g. new degradations)")
     p.add_argument("--fourier-weight", type=float, default=0.1)
     p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
     p.add_argument("--clean-fraction", type=float, default=0.0,
@@ -179,15 +186,27 @@ def forward_random_phase(model, lr, size, ctx, phase=None):
 
 
 def stability_loss(net, lr, y, size, ctx, phase, share=0.25, sigma=(1 / 255, 8 / 255)):
-    """L1 between the output for a quarter of the samples and for the same input with fresh Gaussian
-    noise (sigma uniform in `sigma`) on the same grid phase: a video restorer should not turn sensor
-    noise, which changes every frame, into texture that changes with it (flicker). Both sides get
-    gradients, so neither output is the fixed point (ours, not in method.md)."""
-    k = max(1, int(len(lr) * share))
-    s = torch.empty(k, 1, 1, 1, device=lr.device).uniform_(*sigma)
+    """L1 between the output for every 1/`share`-th sample (both contexts) and for the same input
+    with fresh Gaussian noise (sigma uniform in `sigma`) on the same grid phase: a video restorer
+    should not turn sensor noise, which changes every frame, into texture that changes with it
+    (flicker). Both sides get gradients, so neither output is the fixed point (ours, not in method.md)."""
+    idx = torch.arange(0, len(lr), max(1, round(1 / share)), device=lr.device)
+    s = torch.empty(len(idx), 1, 1, 1, device=lr.device).uniform_(*sigma)
+    x = lr[idx]
     with torch.autocast(lr.device.type, dtype=torch.bfloat16, enabled=lr.device.type == "cuda"):
-        y2 = forward_random_phase(net, (lr[:k] + s * torch.randn_like(lr[:k])).clamp(0, 1), size, ctx[:k], phase)
-    return F.l1_loss(y2.float(), y[:k])
+        y2 = forward_random_phase(net, (x + s * torch.randn_like(x)).clamp(0, 1), size, ctx[idx], phase)
+    return F.l1_loss(y2.float(), y[idx])
+
+
+def phase_loss(net, lr, y, size, ctx, phase, share=0.25):
+    """L1 between the output for every 1/`share`-th sample (both contexts) and for the same input on
+    the grid phase 4 px away in x and y: the x8 grid is fixed to the frame while content moves, so
+    output that depends on the phase changes from frame to frame (ours, not in method.md)."""
+    idx = torch.arange(0, len(lr), max(1, round(1 / share)), device=lr.device)
+    other = ((phase[0] + SHUFFLE // 2) % SHUFFLE, (phase[1] + SHUFFLE // 2) % SHUFFLE)
+    with torch.autocast(lr.device.type, dtype=torch.bfloat16, enabled=lr.device.type == "cuda"):
+        y2 = forward_random_phase(net, lr[idx], size, ctx[idx], other)
+    return F.l1_loss(y2.float(), y[idx])
 
 
 class ValSet:
@@ -328,19 +347,23 @@ def _train(args, group: distributed.Group) -> int:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 adv = F.softplus(-disc(rand_pad(yp))).mean()
                 l_p = perceptual_loss(disc.trunk, yp, hr[:npos])
-                target_neg = None
-                if n_neg:  # (a batch too small for a c_neg share has none)
+                target_neg = hr[npos:] if args.stage2_neg_target == "hr" else None
+                if n_neg and target_neg is None:  # (a batch too small for a c_neg share has none)
                     with torch.no_grad():
                         target_neg = forward_random_phase(disc.trunk.g1, lr[npos:], size, None).float().clamp(0, 1)
             loss_pos = (args.stage2_teacher_weight * l_t + args.stage2_hr_weight * l_hr + args.adv_weight * adv
                         + args.perceptual_weight * l_p + args.fourier_weight * l_f)
             logs.update(adv=adv, perc=l_p)
-            if args.stability_weight:
-                l_s = stability_loss(net, lr[:npos], yp, size, ctx[:npos], phase)
-                loss_pos = loss_pos + args.stability_weight * l_s
-                logs["stability"] = l_s
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
+        if args.stage == 2 and args.stability_weight:  # both terms span both branches
+            l_s = stability_loss(net, lr, y, size, ctx, phase)
+            loss = loss + args.stability_weight * l_s
+            logs["stability"] = l_s
+        if args.phase_weight:
+            l_ph = phase_loss(net, lr, y, size, ctx, phase)
+            loss = loss + args.phase_weight * l_ph
+            logs["phase"] = l_ph
         opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(model.parameters(), group)
@@ -453,7 +476,9 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     if args.stage == 2:
         prov["losses"] = dict(teacher=args.stage2_teacher_weight, hr=args.stage2_hr_weight, adv=args.adv_weight,
                               perceptual=args.perceptual_weight, fourier=args.fourier_weight,
-                              stability=args.stability_weight)
+                              stability=args.stability_weight, neg_target=args.stage2_neg_target)
+    if args.phase_weight:
+        prov["phase_weight"] = args.phase_weight
     if group.active:
         prov["gpus"] = group.world
     if args.ema > 0:

@@ -2,6 +2,11 @@
 
 It hands on frames in their native planar layout (or converted once to one, see
 probe.work_format) with exact input timestamps, and notices a file that ends early.
+
+Damage in the middle of a file (a packet the decoder rejects, a frame it marks corrupt) is
+decoded past as FFmpeg does: the frames that exist keep their exact timestamps, and the damaged
+time ranges are collected in `Decoder.damage` for the job's summary. `strict=True` stops at the
+first damage instead (`DamagedInput`).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .errors import VideoError, warn
+from .errors import DamagedInput, VideoError, warn
 from .probe import VideoInfo
 
 _END = object()
@@ -44,8 +49,10 @@ class Decoder:
     """
 
     def __init__(self, info: VideoInfo, *, start: float | None = None, duration: float | None = None,
-                 depth: int = 8, threads: int = 0):
+                 depth: int = 8, threads: int = 0, strict: bool = False):
         self.info = info
+        self.strict = strict
+        self.damage: list[tuple[Fraction, Fraction]] = []  # damaged time ranges (seconds), in order
         self.start, self.duration = start, duration
         self._q: queue.Queue = queue.Queue(maxsize=max(2, depth))
         self._stop = threading.Event()
@@ -101,7 +108,16 @@ class Decoder:
                         seen_end = max(seen_end, Fraction(packet.pts + (packet.duration or 0)) * packet.time_base)
                     if packet.stream.index != vs.index:
                         continue
-                    for frame in vs.decode(packet):
+                    try:
+                        frames = vs.decode(packet)
+                    except av.error.EOFError:
+                        raise
+                    except av.error.FFmpegError as e:
+                        self._damaged(packet, index, e.strerror or str(e))
+                        continue
+                    for frame in frames:
+                        if frame.is_corrupt:  # concealed by the decoder: kept, and reported
+                            self._damaged(frame, index, "corrupt frame")
                         pts = frame.pts
                         if pts is None:  # raw streams: continue from the last one
                             pts = 0 if last is None else last + step
@@ -136,8 +152,25 @@ class Decoder:
                 if seen_end + slack < expected:
                     raise VideoError(f"{info.path}: truncated: data ends at {float(seen_end):.2f}s of "
                                      f"{float(expected):.2f}s")
-            if info.frames and vs.frames and index < vs.frames and lo is None and hi is None:
+            if info.frames and vs.frames and index < vs.frames and lo is None and hi is None and not self.damage:
                 raise VideoError(f"{info.path}: truncated: {index} of {vs.frames} frames decodable")
+
+    def _damaged(self, item, index: int, why: str) -> None:
+        """Record damage at a packet or frame (merging neighbours); stop there when strict."""
+        tb = self.info.time_base
+        pts = item.pts if item.pts is not None else 0
+        t0 = Fraction(pts) * tb
+        t1 = t0 + Fraction(getattr(item, "duration", None) or 0) * tb
+        if self.strict:
+            raise DamagedInput(f"{self.info.path}: damaged at {float(t0):.3f}s (frame {index}): {why}",
+                               hint="--strict stops at damage; finished segments are kept for --resume; "
+                                    "without --strict it decodes past the damage")
+        last = self.damage[-1] if self.damage else None
+        step = 1 / self.info.rate if self.info.rate else Fraction(0)
+        if last is not None and t0 <= last[1] + 2 * step:
+            self.damage[-1] = (min(last[0], t0), max(last[1], t1))
+        else:
+            self.damage.append((t0, max(t0, t1)))
 
     # -- the consumer -------------------------------------------------------------------------
     def __iter__(self):

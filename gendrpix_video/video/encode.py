@@ -200,6 +200,7 @@ class _SegmentFeed:
         self.pool, self.seg = pool, seg
         self.q: queue.Queue = queue.Queue()
         self.future: Future | None = None
+        self.closed = False  # every frame of the segment is in the queue
 
     def put(self, frame: av.VideoFrame) -> None:
         # The pool-wide budget bounds memory however far the model runs ahead of the encoders.
@@ -208,6 +209,7 @@ class _SegmentFeed:
         self.q.put(frame)
 
     def close(self) -> None:
+        self.closed = True
         self.q.put(None)
 
     def __iter__(self):
@@ -273,7 +275,16 @@ class EncoderPool:
         finally:
             self._pool.shutdown(wait=True)
 
-    def abort(self) -> None:
+    def abort(self, keep_closed: bool = False) -> None:
+        """Stop encoding. `keep_closed`: segments that have all their frames finish first (a run
+        stopped at damaged input keeps them for --resume)."""
+        if keep_closed:
+            for feed in self._feeds:
+                if feed.closed:
+                    try:
+                        feed.future.result()
+                    except Exception:  # noqa: BLE001 - an unfinished segment is simply not kept
+                        pass
         self._stop.set()
         for feed in self._feeds:
             feed.close()

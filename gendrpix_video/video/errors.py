@@ -22,6 +22,14 @@ class VideoError(Exception):
         super().__init__(message)
 
 
+class OutputError(VideoError):
+    """A problem with the output (its folder, its disk): named by the output's path, not the input's."""
+
+
+class DamagedInput(VideoError):
+    """Damage in the input met with `strict=True`; the finished segments stay for a resumed run."""
+
+
 def warn(message: str) -> None:
     print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
@@ -53,11 +61,11 @@ def translate(exc: BaseException, *, batch: int | None = None, where: str | None
         target = f" {where}" if where else ""
         name = getattr(exc, "filename", None)
         if exc.errno == errno.ENOSPC:
-            return VideoError(f"disk full while writing{target}", hint="free space or choose another output folder")
+            return OutputError(f"disk full while writing{target}", hint="free space or choose another output folder")
         if exc.errno == errno.EDQUOT:
-            return VideoError(f"disk quota exceeded while writing{target}")
+            return OutputError(f"disk quota exceeded while writing{target}")
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return VideoError(f"permission denied: {name or where or exc}")
+            return OutputError(f"permission denied: {name or where or exc}")
         if exc.errno == errno.ENOTDIR:
-            return VideoError(f"not a folder: {name or where}")
+            return OutputError(f"not a folder: {name or where}")
     return None

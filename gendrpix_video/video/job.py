@@ -2,28 +2,34 @@
 
 The target itself only ever appears complete: everything is written inside the hidden work
 folder `.<name>.gendrpix/` (same filesystem, so the final rename is atomic) and moved into place
-on success. After Ctrl-C the folder stays so `--resume` can continue from the last finished
-segment; any other failure removes it.
+on success. After Ctrl-C (or `--strict` stopping at damage) the folder stays so `--resume` can
+continue from the last finished segment; any other failure removes it. The folder is locked
+(lock.py) for the whole job: a second run on the same output refuses without touching it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import threading
 from pathlib import Path
 
 from .encode import Segment
 from .errors import VideoError
+from .lock import LOCK, JobLock
 
 STATE = "state.json"
 
 
+def workdir_of(target: Path) -> Path:
+    return target.parent / f".{target.name}.gendrpix"
+
+
 class Job:
-    def __init__(self, target: Path, params: dict):
+    def __init__(self, target: Path, params: dict, lock: JobLock):
         self.target = target
-        self.workdir = target.parent / f".{target.name}.gendrpix"
+        self.workdir = workdir_of(target)
+        self.lock = lock
         self.params = params
         self.key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.done: dict[int, dict] = {}
@@ -38,7 +44,7 @@ class Job:
         return Segment(index, first_frame, self.workdir)
 
     def start(self, resume: bool) -> None:
-        """Create the work folder, or pick up the finished segments of an interrupted run."""
+        """Empty the (locked) work folder, or pick up the finished segments of an interrupted run."""
         state = self.workdir / STATE
         if resume and state.exists():
             old = json.loads(state.read_text())
@@ -58,19 +64,12 @@ class Job:
                 i += 1
             self.done = keep
             for p in self.workdir.iterdir():  # leftovers of segments being written when it stopped
-                if p.name != STATE and not any(p.name.startswith(f"seg{k:05d}.") for k in keep):
+                if p.name not in (STATE, LOCK) and not any(p.name.startswith(f"seg{k:05d}.") for k in keep):
                     p.unlink()
         else:
-            if self.workdir.exists():
-                shutil.rmtree(self.workdir)
-            try:
-                self.workdir.mkdir(parents=False)
-            except FileNotFoundError:
-                raise VideoError(f"output folder {self.target.parent} does not exist")
-            except NotADirectoryError:
-                raise VideoError(f"output folder {self.target.parent} is not a folder")
-            except PermissionError:
-                raise VideoError(f"output folder {self.target.parent} is not writable")
+            for p in self.workdir.iterdir():
+                if p.name != LOCK:
+                    p.unlink()
         self._save()
 
     def resumed_frames(self) -> int:
@@ -96,7 +95,11 @@ class Job:
     def commit(self) -> None:
         """Move the finished output into place (atomic) and remove the work folder."""
         os.replace(self.partial, self.target)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.lock.release(remove_folder=True)
 
     def discard(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.lock.release(remove_folder=True)
+
+    def keep(self) -> None:
+        """Unlock, leaving the finished segments for a resumed run."""
+        self.lock.release()

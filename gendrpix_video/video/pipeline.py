@@ -10,7 +10,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,15 +19,18 @@ import numpy as np
 import torch
 
 from ..loading import load_model
-from ..policy import DeviceError, cuda_ready, pick_device, resolve_detail
+from ..policy import DeviceError, cuda_ready, pick_device, resolve_detail, unet_passes
 from ..weights import WeightsError
 from .colour import Colour, layout, resolve_matrix
 from .decode import Decoder
 from .encode import EncodeSettings, EncoderPool, check_encoder
 from .engine import Engine, EngineConfig
-from .errors import VideoError, translate, warn
-from .job import Job
+from .argcheck import check_numbers
+from .errors import DamagedInput, OutputError, VideoError, translate, warn
+from .job import Job, workdir_of
+from .lock import JobLock
 from .mux import join
+from .preflight import CPU_MINUTES, Plan, Shape, check, make_plan, model_seconds
 from .presets import UpscaleSettings
 from .probe import VideoInfo, probe
 
@@ -35,17 +38,28 @@ CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".m4v": "mp4"}
 
 # (frames done, frames expected or None): called from the encoder feed, once per frame.
 Progress = Callable[[int, int | None], None]
+# Called with the accepted plan before the first frame is decoded (the CLI prints it).
+OnPlan = Callable[[Plan], None]
 
 
 @dataclass
 class Result:
     source: Path
     target: Path | None = None
-    frames: int = 0
-    seconds: float = 0.0
+    frames: int = 0                   # frames in the output, finished segments of an earlier run included
+    resumed: int = 0                  # of them, frames an earlier run had finished
+    seconds: float = 0.0              # this run's time
     size: int = 0
     error: str | None = None
-    status: str = "ok"  # ok, done (an earlier run finished it), failed, interrupted
+    status: str = "ok"  # ok, done (an earlier run finished it); front ends label the ones that stop
+    damage: list[tuple[float, float]] = field(default_factory=list)  # damaged input ranges, seconds
+    plan: Plan | None = None
+
+    @property
+    def fps(self) -> float | None:
+        """Frames a second of this run alone (frames resumed from an earlier run do not count)."""
+        done = self.frames - self.resumed
+        return done / self.seconds if self.seconds > 0 and done > 0 else None
 
 
 def auto_encoders(s: UpscaleSettings, W: int, H: int) -> tuple[int, int]:
@@ -79,7 +93,7 @@ def plan_target(src: Path, dst: str | os.PathLike | None, s: UpscaleSettings, in
     if dst is not None and not Path(dst).is_dir():
         target = Path(dst)
         if target.suffix.lower() not in CONTAINERS:
-            raise VideoError(f"{target}: unknown output container {target.suffix or '(none)'}",
+            raise OutputError(f"{target}: unknown output container {target.suffix or '(none)'}",
                              hint="use .mkv, .mp4 or .mov")
         return target
     codec_name = av.codec.Codec(s.codec, "w").name if s.codec else "hevc"
@@ -95,19 +109,19 @@ def plan_target(src: Path, dst: str | os.PathLike | None, s: UpscaleSettings, in
 def check_target(src: Path, target: Path, replace: bool) -> None:
     parent = target.parent
     if not parent.exists():
-        raise VideoError(f"output folder {parent} does not exist")
+        raise OutputError(f"output folder {parent} does not exist")
     if not parent.is_dir():
-        raise VideoError(f"output folder {parent} is not a folder")
+        raise OutputError(f"output folder {parent} is not a folder")
     if not os.access(parent, os.W_OK):
-        raise VideoError(f"output folder {parent} is not writable")
+        raise OutputError(f"output folder {parent} is not writable")
     try:
         same = target.exists() and os.path.samefile(src, target)
     except OSError:
         same = False
     if same or target.resolve() == src.resolve():
-        raise VideoError(f"{target}: output would overwrite the input; choose another output")
+        raise OutputError(f"{target}: output would overwrite the input; choose another output")
     if target.exists() and not replace:
-        raise VideoError(f"{target}: exists", hint="use --overwrite to replace it")
+        raise OutputError(f"{target}: exists", hint="use --overwrite to replace it")
 
 
 def model_id(model) -> str:
@@ -137,19 +151,31 @@ def _get_model(model: ModelArg, device: torch.device):
 def upscale_file(src: str | os.PathLike, dst: str | os.PathLike | None, settings: UpscaleSettings, *,
                  model: ModelArg = None, device: str | torch.device | None = None, resume: bool = False,
                  overwrite: bool = False, start: float | None = None, duration: float | None = None,
-                 progress: Progress | None = None) -> Result:
+                 progress: Progress | None = None, on_plan: OnPlan | None = None,
+                 max_memory: float | None = None, max_minutes: float | None = None,
+                 strict: bool = False) -> Result:
     """Upscale one video file to `dst` (a file, an existing folder, or None: beside the source).
 
     `model`: a loaded model, a shipped name or weights path (None: the shipped default), or a
     callable returning a model, called once the input and output are checked (a folder of files
     can share one load). `device`: the policy's default (CUDA when present). `start`/`duration`:
-    seconds. Raises `VideoError` (one line) for anything the user can fix, KeyboardInterrupt when
-    stopped (the job folder stays for `resume=True`).
+    seconds.
+
+    Before any frame is decoded the job is planned (preflight.py) and `on_plan` gets the plan;
+    `PlanRefused` (one line naming the limit and an option that fits) when the estimated memory
+    exceeds `max_memory` GiB (default: the machine's memory, and the GPU's) or the estimated time
+    exceeds `max_minutes` (default: 15 on a CPU, none on a GPU; `math.inf`: none).
+    Damaged input is decoded past and named in `Result.damage`; `strict=True` raises
+    `DamagedInput` at the first damage, keeping the finished segments for `resume=True`.
+    Raises `VideoError` (one line) for anything the user can fix, KeyboardInterrupt when stopped
+    (the job folder stays for `resume=True`).
     """
     src = Path(src)
     result = Result(src)
     try:
-        _run(src, dst, settings, result, model, device, resume, overwrite, start, duration, progress)
+        check_numbers(start=start, duration=duration, max_memory=max_memory, max_minutes=max_minutes)
+        _run(src, dst, settings, result, model, device, resume, overwrite, start, duration, progress,
+             on_plan, max_memory, max_minutes, strict)
     except (KeyboardInterrupt, VideoError):
         raise
     except DeviceError as e:
@@ -164,30 +190,32 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike | None, settings
 
 @dataclass
 class JobPlan:
-    """Everything decided before the first frame: what `encode_frames` needs for any frame range
-    and `finish_job` for the join. Plain data, so it can travel to another process."""
+    """Everything decided before the first frame: what a process needs to encode any frame range
+    of the job and to join it. Plain data, so it can travel to another process or machine."""
     src: Path
     target: Path
     info: VideoInfo
     enc: EncodeSettings
     engine: EngineConfig
-    params: dict
+    params: dict                      # the job's identity: a resumed run must match it
     segment_frames: int
     batch: int
-    workers: int
+    workers: int                      # encoders in parallel (one process)
+    budget: int                       # frames that may wait for the encoders
+    frames: int | None                # expected frames (None: unknown)
     start: float | None = None
     duration: float | None = None
 
 
 def check_job(src: Path, dst, s: UpscaleSettings, result: Result, *, resume: bool = False,
               overwrite: bool = False) -> VideoInfo | None:
-    """Probe the input and check the target and encoder; None when an earlier run finished the
-    target (`resume`). Sets `result.target`; raises VideoError."""
+    """Probe the input, check the target and the encoder, warn about what is dropped; None when an
+    earlier run finished the target (`resume`). Sets `result.target`; raises VideoError."""
     info = probe(src)
     target = plan_target(src, dst, s, info)
     result.target = target
     check_target(src, target, overwrite or resume)
-    if resume and target.exists() and not (target.parent / f".{target.name}.gendrpix").exists():
+    if resume and target.exists() and not workdir_of(target).exists():
         result.status, result.size = "done", target.stat().st_size
         return None
     if info.interlaced:
@@ -206,18 +234,26 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
     """Output size, colour, encoder and engine settings, and the job's identity (`params`)."""
     out_lay = layout(s.pix_fmt)
     H, W = s.output_size((info.height, info.width))
+    seg_frames = int(s.segment_frames)
+    batch = min(int(s.batch), seg_frames)
+    workers, threads = auto_encoders(s, W, H)
+    budget = max(workers * seg_frames, 2 * batch)
+    budget = max(2 * batch, min(budget, int(8e9 // out_lay.frame_bytes(W, H))))  # at most ~8 GB waiting
+    if duration:
+        frames = int(duration * float(info.rate)) if info.rate else None
+    elif start and info.duration and info.rate:
+        frames = max(1, int((info.duration - start) * float(info.rate)))
+    else:
+        frames = info.frames or None
     in_matrix = resolve_matrix(info.colour.matrix, info.height)
     in_full = info.colour.range == 2 or (info.layout.family == "rgb" and info.colour.range != 1)
     # Untagged input: write the matrix we decoded with, so players do not guess another at 2160p.
     out_colour = Colour(info.colour.primaries, info.colour.trc,
                         in_matrix if info.layout.family == "yuv" else 1,
                         2 if (in_full and info.layout.family == "yuv") else 1)
-    workers, threads = auto_encoders(s, W, H)
     enc = EncodeSettings(codec=s.codec, pix_fmt=s.pix_fmt, width=W, height=H, time_base=info.time_base,
                          rate=info.rate, colour=out_colour, crf=s.crf, speed=s.speed,
                          options=s.options, threads=threads, sample_aspect_ratio=info.sample_aspect_ratio)
-    seg_frames = int(s.segment_frames)
-    batch = min(int(s.batch), seg_frames)
     st = src.stat()
     params = {"input": str(src.resolve()), "input_size": st.st_size, "input_mtime": st.st_mtime_ns,
               "codec": s.codec, "crf": s.crf, "speed": s.speed, "pix_fmt": s.pix_fmt,
@@ -227,19 +263,51 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
                        out_full=out_colour.full_range, detail=detail, seed=s.seed, batch=batch)
-    return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, start, duration)
+    return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
+                   start, duration)
 
 
-def output_frame(plan: JobPlan, pts: int, planes) -> av.VideoFrame:
+def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | None,
+              max_minutes: float | None, encoders: int | None = None, encode_frames: int | None = None,
+              parallel: int = 1) -> Plan:
+    """The pre-flight plan of `job` on `device`, checked against the limits (PlanRefused).
+
+    `encoders`/`encode_frames`: what one process runs (default: the job's own pool); `parallel`:
+    processes sharing the frames, which divides the time."""
+    H, W = job.engine.out_size
+    info = job.info
+    shape = Shape(in_size=(info.height, info.width), out_size=(H, W), batch=job.batch,
+                  passes=unet_passes(job.engine.detail),
+                  in_frame_bytes=info.layout.frame_bytes(info.width, info.height),
+                  out_frame_bytes=job.engine.out_layout.frame_bytes(W, H), decode_depth=max(8, 2 * job.batch),
+                  encode_frames=encode_frames or job.budget, encoders=encoders or job.workers)
+    if max_minutes is None:
+        max_minutes = CPU_MINUTES if device.type == "cpu" else None
+    if max_minutes == float("inf"):
+        max_minutes = None
+    name = Path(getattr(model, "metadata", {}).get("source") or "").stem or "model"
+    plan = make_plan(source=job.src, target=job.target, model=model, device=device,
+                     model_name=f"{name} ({model.config.name})", detail=job.engine.detail, shape=shape,
+                     frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes)
+    if parallel > 1:
+        if plan.seconds_per_pixel is not None:
+            plan.seconds_per_pixel /= parallel
+            plan.seconds = model_seconds(plan)
+        plan.notes.append(f"{parallel} workers share the frames; memory is each worker's")
+    check(plan, model, shape, aspect=W / H)
+    return plan
+
+
+def output_frame(job: JobPlan, pts: int, planes) -> av.VideoFrame:
     """One engine output as the frame the encoder takes, with the input's timestamp and tags."""
-    enc, lay = plan.enc, plan.engine.out_layout
+    enc, lay = job.enc, job.engine.out_layout
     vf = av.VideoFrame(enc.width, enc.height, enc.pix_fmt)
     for plane, src_arr in zip(vf.planes, planes):
         dst_arr = np.frombuffer(plane, dtype=lay.dtype).reshape(plane.height, -1)[:, : plane.width]
         dst_arr[...] = src_arr.view(lay.dtype)
     if enc.encoder_pix_fmt() != enc.pix_fmt:
         vf = vf.reformat(format=enc.encoder_pix_fmt())
-    vf.pts, vf.time_base = pts, plan.info.time_base
+    vf.pts, vf.time_base = pts, job.info.time_base
     c = enc.colour
     vf.color_range, vf.colorspace = c.range, c.matrix
     vf.color_primaries, vf.color_trc = c.primaries, c.trc
@@ -261,11 +329,36 @@ def finish_job(plan: JobPlan, job: Job, first_pts: int | None, end_time: Fractio
 
 
 def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg, device, resume: bool,
-         overwrite: bool, start, duration, progress: Progress | None) -> None:
+         overwrite: bool, start, duration, progress: Progress | None, on_plan: OnPlan | None,
+         max_memory: float | None, max_minutes: float | None, strict: bool) -> None:
     info = check_job(src, dst, s, result, resume=resume, overwrite=overwrite)
     if info is None:
         return
     target = result.target
+    # Locked before anything is loaded or written: a second run on this output stops here at once.
+    lock = JobLock(workdir_of(target), str(target))
+    lock.acquire()
+    job = None
+    try:
+        job, plan, model, dev = _prepare(src, target, s, info, result, model_arg, device, resume, start,
+                                         duration, on_plan, max_memory, max_minutes, lock)
+        _work(job, plan, model, dev, result, progress, strict)
+    except BaseException as e:
+        if job is None:  # nothing of this run's is in the folder: remove it unless an earlier run left it
+            lock.release(remove_folder=lock.created)
+        elif isinstance(e, (KeyboardInterrupt, DamagedInput)):
+            job.keep()     # finished segments stay for --resume
+        else:
+            job.discard()
+        raise
+
+
+def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, result: Result,
+             model_arg: ModelArg, device, resume: bool, start, duration, on_plan: OnPlan | None,
+             max_memory: float | None, max_minutes: float | None,
+             lock: JobLock) -> tuple[Job, JobPlan, torch.nn.Module, torch.device]:
+    """Everything before the first frame: model, the job's plan, the pre-flight plan and its checks,
+    the job folder."""
     dev = pick_device(device if not isinstance(model_arg, torch.nn.Module) else model_arg.device)
     model = _get_model(model_arg, dev)
     dev = torch.device(model.device)
@@ -274,17 +367,25 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
     detail = resolve_detail(model, s.detail)
     plan = plan_job(src, target, info, s, model_id=model_id(model), detail=detail, device=str(dev),
                     start=start, duration=duration)
-    enc, seg_frames, batch, workers = plan.enc, plan.segment_frames, plan.batch, plan.workers
-    job = Job(target, plan.params)
+    result.plan = preflight(plan, model, dev, max_memory=max_memory, max_minutes=max_minutes)
+    if on_plan:
+        on_plan(result.plan)
+    job = Job(target, plan.params, lock)
     job.start(resume)
+    return job, plan, model, dev
+
+
+def _work(job: Job, plan: JobPlan, model, dev: torch.device, result: Result, progress: Progress | None,
+          strict: bool) -> None:
+    """Decode -> engine -> encoders -> join -> commit."""
+    target, info, start, duration = job.target, plan.info, plan.start, plan.duration
+    seg_frames, batch = plan.segment_frames, plan.batch
     skip = job.resumed_frames()
-    frame_bytes = plan.engine.out_layout.frame_bytes(enc.width, enc.height)
-    budget = max(workers * seg_frames, 2 * batch)
-    budget = max(2 * batch, min(budget, int(8e9 // frame_bytes)))  # at most ~8 GB of waiting frames
-    pool = EncoderPool(enc, workers, budget, on_done=job.segment_done)
-    decoder = Decoder(info, start=start, duration=duration, depth=max(8, 2 * batch))
+    result.resumed = skip
+    pool = EncoderPool(plan.enc, plan.workers, plan.budget, on_done=job.segment_done)
+    decoder = Decoder(info, start=start, duration=duration, depth=max(8, 2 * batch), strict=strict)
     engine = Engine(model, plan.engine, dev)
-    total = int(duration * float(info.rate)) if duration else (info.frames or None)
+    total = plan.frames
     state = {"feed": None, "frames": skip}
     if progress:
         progress(skip, total)
@@ -321,16 +422,16 @@ def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg
         pool.finish()
         finish_job(plan, job, decoder.first_pts, decoder.end_time)
         ok = True
-    except KeyboardInterrupt:
-        pool.abort()
+    except DamagedInput:
+        pool.abort(keep_closed=True)
         raise
     except BaseException:
         pool.abort()
-        job.discard()
         raise
     finally:
         decoder.close()
         result.frames = state["frames"]
         result.seconds = time.monotonic() - t0
+        result.damage = [(float(a), float(b)) for a, b in decoder.damage]
         if ok:
             result.size = target.stat().st_size

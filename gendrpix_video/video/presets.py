@@ -4,6 +4,7 @@ one line names each bad key."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,22 +32,64 @@ class PresetError(ValueError):
     """A bad preset file or value; the message is one line naming the key."""
 
 
-def _number(lo=None, hi=None, integer=False):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-            raise ValueError(f"must be {'an integer' if integer else 'a number'}, got {v!r}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ValueError(f"must be between {lo} and {hi}, got {v!r}")
+@dataclass(frozen=True)
+class Range:
+    """A numeric setting's allowed values: lo..hi (lo itself excluded when `open_lo`)."""
+    lo: float
+    hi: float
+    integer: bool = False
+    open_lo: bool = False
+    unit: str = ""
+
+    def check(self, v):
+        """`v` when it lies in the range, else ValueError saying what the range is."""
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (self.integer and not isinstance(v, int)):
+            raise ValueError(f"must be {'an integer' if self.integer else 'a number'}, got {v!r}")
+        if v != v or (v <= self.lo if self.open_lo else v < self.lo) or v > self.hi:
+            raise ValueError(f"must be {self.describe()}, got {v:g}")
         return v
-    return check
+
+    def describe(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if self.open_lo:
+            return f"more than {self.lo:g}{unit}"
+        return f"between {self.lo:g} and {self.hi:g}{unit}"
 
 
-def _size(v):
+# Every numeric setting of a job, from a preset or a flag. Zero lies outside every range where it
+# has no meaning (a zero scale, height or duration is refused, never read as "not given").
+RANGES: dict[str, Range] = {
+    "crf": Range(0, 63),
+    "height": Range(16, 8640, integer=True, unit="pixels"),
+    "width": Range(16, 16384, integer=True, unit="pixels"),   # of --size
+    "scale": Range(0.25, 16),
+    "detail": Range(0, 4),
+    "seed": Range(0, 2**31 - 1, integer=True),
+    "batch": Range(1, 256, integer=True),
+    "encoders": Range(1, 64, integer=True),
+    "segment_frames": Range(1, 100000, integer=True),
+    "start": Range(0, 1e7, unit="seconds"),
+    "duration": Range(0, 1e7, open_lo=True, unit="seconds"),
+    "max_memory": Range(0, 1e5, open_lo=True, unit="GiB"),
+    "max_minutes": Range(0, math.inf, open_lo=True, unit="minutes"),   # inf: no limit
+}
+
+
+def _number(key: str):
+    return RANGES[key].check
+
+
+def parse_size(v) -> str:
+    """'WIDTHxHEIGHT' with both sides in range, else ValueError."""
     try:
         w, h = (int(x) for x in str(v).lower().split("x"))
-        assert w > 0 and h > 0
     except Exception:
         raise ValueError(f"must be WIDTHxHEIGHT such as 3840x2160, got {v!r}")
+    for side, n in (("width", w), ("height", h)):
+        try:
+            RANGES[side].check(n)
+        except ValueError as e:
+            raise ValueError(f"{side} {e}") from None
     return f"{w}x{h}"
 
 
@@ -67,7 +110,7 @@ def _options(v):
 
 
 def _encoders(v):
-    return "auto" if v == "auto" else _number(1, 64, integer=True)(v)
+    return "auto" if v == "auto" else _number("encoders")(v)
 
 
 def _codec(v):
@@ -78,17 +121,17 @@ SCHEMA = {
     "description": _string(),
     "codec": _codec,
     "speed": _string(),                      # the encoder's own preset: x264 "veryfast", SVT-AV1 "8"
-    "crf": _number(0, 63),
+    "crf": _number("crf"),
     "pix_fmt": _string(),
     "container": _string(("mkv", "mp4", "mov")),
-    "height": _number(16, 8640, integer=True),
-    "scale": _number(0.25, 16),
-    "size": _size,
-    "detail": _number(0, 4),
-    "seed": _number(0, 2**31 - 1, integer=True),
-    "batch": _number(1, 256, integer=True),
+    "height": _number("height"),
+    "scale": _number("scale"),
+    "size": parse_size,
+    "detail": _number("detail"),
+    "seed": _number("seed"),
+    "batch": _number("batch"),
     "encoders": _encoders,                   # segment encoders running in parallel
-    "segment_frames": _number(1, 100000, integer=True),
+    "segment_frames": _number("segment_frames"),
     "options": _options,                     # extra FFmpeg encoder options
 }
 

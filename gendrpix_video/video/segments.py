@@ -26,6 +26,7 @@ from .encode import Segment, encode_segment
 from .engine import Engine
 from .errors import VideoError
 from .job import STATE, Job
+from .lock import LOCK, JobLock
 from .pipeline import JobPlan, output_frame
 from .probe import VideoInfo
 
@@ -62,31 +63,44 @@ def plan_ranges(frames: int, segment_frames: int) -> list[Range]:
             for i, first in enumerate(range(0, frames, segment_frames))]
 
 
-def read_range(plan: JobPlan, r: Range, want: list[int]):
+def read_range(plan: JobPlan, r: Range, want: list[int], *, strict: bool = False, damage: list | None = None):
     """The frames of range `r` (timestamps `want`), indexed as in the whole job: seek to the
-    keyframe before its first frame when the timestamps allow it, else decode from the start."""
+    keyframe before its first frame when the timestamps allow it, else decode from the start and
+    pick the range's timestamps. Damage met on the way is added to `damage` (seconds)."""
+    depth = max(8, 2 * plan.batch)
     if r.first:
         at = Fraction(want[0]) * plan.info.time_base
-        with Decoder(plan.info, start=at, depth=max(8, 2 * plan.batch)) as d:
+        with Decoder(plan.info, start=at, depth=depth, strict=strict) as d:
             got = []
             for f in d:
                 if len(got) == r.count:
                     break
                 got.append(f)
-            if [f.pts for f in got] == want:
-                yield from (Frame(r.first + k, f.pts, f.planes, f.frame) for k, f in enumerate(got))
-                return
-    # Index by index, as one process decodes: exact for any stream, slower for late ranges.
-    with Decoder(plan.info, start=plan.start, duration=plan.duration, depth=max(8, 2 * plan.batch)) as d:
-        for f in d:
-            if f.index >= r.first + r.count:
-                return
-            if f.index >= r.first:
-                yield f
+            seen = list(d.damage)
+        if [f.pts for f in got] == want:
+            if damage is not None:
+                damage += seen
+            yield from (Frame(r.first + k, f.pts, f.planes, f.frame) for k, f in enumerate(got))
+            return
+    # By timestamp from the start, as one process decodes: exact for any stream, slower for late ranges.
+    wanted, last, k = set(want), want[-1], 0
+    with Decoder(plan.info, start=plan.start, duration=plan.duration, depth=depth, strict=strict) as d:
+        try:
+            for f in d:
+                if f.pts in wanted:
+                    yield Frame(r.first + k, f.pts, f.planes, f.frame)
+                    k += 1
+                if k == len(want) or f.pts >= last:
+                    return
+        finally:
+            if damage is not None:
+                damage += d.damage
 
 
-def encode_frames(plan: JobPlan, r: Range, times: list[int], model, device: torch.device) -> int:
-    """Upscale and encode range `r` (its frames' timestamps `times`) into its segment in the job folder; returns the frame count.
+def encode_frames(plan: JobPlan, r: Range, times: list[int], model, device: torch.device, *,
+                  strict: bool = False, damage: list | None = None) -> int:
+    """Upscale and encode range `r` (its frames' timestamps `times`) into its segment in the job
+    folder; returns the frame count. Damaged input met is added to `damage` (`strict`: raises).
 
     Written in a folder of its own and moved into place carrier first, sidecar last, so a killed
     or repeated attempt never leaves a segment that looks complete but is not."""
@@ -100,7 +114,7 @@ def encode_frames(plan: JobPlan, r: Range, times: list[int], model, device: torc
 
         def batches():
             group = []
-            for f in read_range(plan, r, times):
+            for f in read_range(plan, r, times, strict=strict, damage=damage):
                 group.append(f)
                 if len(group) == plan.batch:
                     yield group
@@ -143,19 +157,19 @@ class SegmentJob(Job):
     """The job manifest when segments finish in any order: each is recorded as it completes, and a
     resumed job reuses every complete segment, not only a leading run of them."""
 
-    def __init__(self, target: Path, params: dict, ranges: list[Range]):
-        super().__init__(target, params)
+    def __init__(self, target: Path, params: dict, ranges: list[Range], lock: JobLock):
+        super().__init__(target, params, lock)
         self.ranges = {r.index: r for r in ranges}
 
     def start(self, resume: bool) -> None:
         state = self.workdir / STATE
+        self.clean_attempts()  # attempts cut off when the driver or a worker died
         if not (resume and state.exists()):
             super().start(False)
             return
         old = json.loads(state.read_text())
         if old.get("key") != self.key:
             super().start(True)  # raises, naming the settings that differ
-        self.clean_attempts()  # attempts cut off when the driver or a worker died
         # A segment is complete once its sidecar is in place (written last), recorded or not:
         # a worker may finish after its driver died.
         for r in self.ranges.values():
@@ -182,7 +196,7 @@ class SegmentJob(Job):
         for p in self.workdir.iterdir():
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
-            elif p.name != STATE and not p.name.startswith("seg"):  # a cut-off join
+            elif p.name not in (STATE, LOCK) and not p.name.startswith("seg"):  # a cut-off join
                 p.unlink(missing_ok=True)
             elif p.suffix == ".tmp":
                 p.unlink(missing_ok=True)
