@@ -81,7 +81,7 @@ class Cluster:
         """Stop one node: its `ray start --block` and everything it started (its process group)."""
         if p is None or p.poll() is not None and not _group_alive(p.pid):
             return
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):  # a head may outlive SIGTERM
             try:
                 os.killpg(p.pid, sig)
             except ProcessLookupError:

@@ -184,8 +184,15 @@ def merge_damage(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def worker_count(ray, device: str) -> int:
-    """Tasks the cluster runs at once: its GPUs, or its CPUs for CPU tasks."""
+    """Devices the cluster offers: its GPUs, or its CPUs for CPU tasks."""
     return max(1, int(ray.cluster_resources().get("GPU" if device == "cuda" else "CPU", 1)))
+
+
+def tasks_per_gpu(plan: JobPlan) -> int:
+    """Segments a GPU works on at once: as many as one process runs encoders in parallel, since a
+    task encodes its segment with one encoder and the CPU encoders, not the GPU, set the pace at
+    4K (BENCHMARKS.md)."""
+    return max(1, plan.workers)
 
 
 def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None, settings: UpscaleSettings, *,
@@ -247,8 +254,10 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 if not times:
                     raise VideoError(f"{src}: no video frames in the selected range")
                 plan.frames = len(times)
+                share = tasks_per_gpu(plan) if device == "cuda" else 1
                 try:
-                    r.plan = ray.get(planner.remote(plan, load_name, device, max_memory, max_minutes, parallel))
+                    r.plan = ray.get(planner.remote(plan, load_name, device, max_memory, max_minutes,
+                                                    parallel * share, share))
                 except ray.exceptions.RayError as e:
                     cause = getattr(e, "cause", None)
                     if isinstance(cause, VideoError):
@@ -281,10 +290,11 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
         for f in sorted(files, key=lambda f: -len(f.times) * f.plan.enc.width * f.plan.enc.height):
             f.t0 = time.monotonic()
             f.plan_ref = ray.put(f.plan)
+            run = task.options(num_gpus=1 / tasks_per_gpu(f.plan)) if device == "cuda" else task
             for rg in f.job.ranges.values():
                 if rg.index in f.todo:
                     times = f.times[rg.first: rg.first + rg.count]
-                    pending[task.remote(f.plan_ref, rg, times, load_name, device, strict)] = (f, rg)
+                    pending[run.remote(f.plan_ref, rg, times, load_name, device, strict)] = (f, rg)
         for f in files:
             if not f.todo:
                 _finish(f, on_error)

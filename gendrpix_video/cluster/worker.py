@@ -37,15 +37,17 @@ def cached_model(name: str | None, device: str):
 
 
 def plan_on_worker(job, model_name: str | None, device: str, max_memory: float | None,
-                   max_minutes: float | None, parallel: int):
+                   max_minutes: float | None, parallel: int, per_gpu: int = 1):
     """The pre-flight plan of `job` (a video.pipeline.JobPlan) as one worker runs it: one encoder
-    and a short queue each, `parallel` workers sharing the frames. Raises PlanRefused."""
+    and a short queue each, `parallel` workers sharing the frames, `per_gpu` of them sharing a
+    GPU. Raises PlanRefused."""
     import torch
 
     from ..video.pipeline import preflight
     model = cached_model(model_name, device)
     return preflight(job, model, torch.device(model.device), max_memory=max_memory, max_minutes=max_minutes,
-                     encoders=1, encode_frames=max(2, 2 * job.batch), parallel=parallel)
+                     encoders=1, encode_frames=max(2, 2 * job.batch), parallel=parallel,
+                     per_device=per_gpu)
 
 
 def run_segment(job, r, times: list[int], model_name: str | None, device: str, strict: bool = False) -> dict:

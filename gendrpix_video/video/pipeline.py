@@ -269,11 +269,12 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
 
 def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | None,
               max_minutes: float | None, encoders: int | None = None, encode_frames: int | None = None,
-              parallel: int = 1) -> Plan:
+              parallel: int = 1, per_device: int = 1) -> Plan:
     """The pre-flight plan of `job` on `device`, checked against the limits (PlanRefused).
 
     `encoders`/`encode_frames`: what one process runs (default: the job's own pool); `parallel`:
-    processes sharing the frames, which divides the time."""
+    processes sharing the frames, which divides the time; `per_device`: processes sharing one
+    GPU, which multiplies its memory."""
     H, W = job.engine.out_size
     info = job.info
     shape = Shape(in_size=(info.height, info.width), out_size=(H, W), batch=job.batch,
@@ -289,11 +290,14 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
     plan = make_plan(source=job.src, target=job.target, model=model, device=device,
                      model_name=f"{name} ({model.config.name})", detail=job.engine.detail, shape=shape,
                      frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes)
+    if per_device > 1 and plan.gpu_bytes is not None:
+        plan.gpu_bytes *= per_device
     if parallel > 1:
         if plan.seconds_per_pixel is not None:
             plan.seconds_per_pixel /= parallel
             plan.seconds = model_seconds(plan)
-        plan.notes.append(f"{parallel} workers share the frames; memory is each worker's")
+        plan.notes.append(f"{parallel} workers share the frames; host memory is each worker's"
+                          + (f", GPU memory {per_device} workers' on each GPU" if per_device > 1 else ""))
     check(plan, model, shape, aspect=W / H)
     return plan
 
