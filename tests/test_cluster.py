@@ -243,6 +243,58 @@ def test_unreachable_cluster_is_one_line(work, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_damage_named_as_one_process(cluster, work, tmp_path, capsys):
+    """A clip with packets overwritten in the middle: the same frames and the same damaged time
+    ranges in the summary as one process (FFV1: frames compare whatever the segment bounds)."""
+    import av
+    root, preset, _, model = work
+    clean = make_clip(tmp_path / "clean.mkv", codec="libx264", pts_ms=SHORT, options={"g": "12"})
+    with av.open(str(clean)) as c:
+        video = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    data = bytearray(clean.read_bytes())
+    for pos, size in video[20:23]:
+        data[pos + size // 3: pos + size] = b"\x55" * (size - size // 3)
+    src = tmp_path / "damaged.mkv"
+    src.write_bytes(bytes(data))
+    flags = [*common(preset, model)[:-1], "--codec", "ffv1"]
+    code, one_out, err = run_upscale(capsys, src, "-o", tmp_path / "one.mkv", *flags)
+    assert code == 0, err
+    p = upscale(src, "-o", tmp_path / "farm.mkv", *flags, "--cluster", cluster.address)
+    stdout, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    note = [line for line in stdout.splitlines() if "damaged input at" in line]
+    assert note and note == [line for line in one_out.splitlines() if "damaged input at" in line], stdout
+    assert video_pts(tmp_path / "farm.mkv") == video_pts(tmp_path / "one.mkv")
+    assert all((a == b).all() for a, b in zip(decoded_frames(tmp_path / "farm.mkv"),
+                                              decoded_frames(tmp_path / "one.mkv")))
+
+
+def test_busy_output_is_one_line(cluster, work, tmp_path):
+    """The job lock holds for a cluster job too: an output another run writes is refused, untouched."""
+    from gendrpix_video.video.lock import JobLock
+    _, preset, clips, model = work
+    target = tmp_path / "short.mkv"
+    with JobLock(tmp_path / ".short.mkv.gendrpix", str(target)):
+        p = upscale(clips["short"], "-o", target, *common(preset, model), "--cluster", cluster.address)
+        stdout, err = p.communicate(timeout=300)
+        assert (tmp_path / ".short.mkv.gendrpix" / "lock").exists()
+    assert p.returncode == 1
+    lines = error_lines(err)
+    assert len(lines) == 1 and "another run is writing this output" in lines[0], err
+    assert "busy" in stdout and not target.exists()
+
+
+def test_gpus_without_a_gpu_is_one_line(work, tmp_path):
+    """--gpus on a machine without CUDA: one line, exit 2, no Ray instance left behind."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _, preset, clips, model = work
+    p = upscale(clips["short"], "-o", tmp_path / "o.mkv", "--preset", preset, "--model", model, "--gpus", "1")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and err.strip().count("\n") == 0 and "no CUDA GPU" in err, err
+
+
 def test_ctrl_c_then_resume(cluster, work, tmp_path, capsys):
     """SIGINT mid-job: exit 130, one line, no output and nothing but the finished segments in the
     hidden job folder; --resume reuses them and the output is the one-process output."""
