@@ -8,7 +8,9 @@ One synthetic clip is upscaled by:
 fps is the file's frames over its own time (model loading before the first frame excluded in the
 plain run; the Ray run includes its workers' start and model loads, which a longer clip spreads
 thinner). Reported: Ray's overhead, 1 - fps(ray 1) / fps(plain) (target: under 5% on a GPU), and
-the scaling efficiency fps(ray N) / (N x fps(ray 1)).
+the scaling efficiency fps(ray N) / (N x fps(ray 1)). On a CPU it also measures the machine's own
+ceiling: the model alone (no video, no Ray) in N single-thread processes at once against one, so
+that an efficiency below 1 can be told apart from what the cores (or a VM's quota) allow.
 
   gendrpix-video bench --scale-out --device cpu --workers 1,2 --detail 1    # a CPU machine
   gendrpix-video bench --scale-out --device cuda --workers 1 --input 960x540 --height 2160 --frames 480
@@ -54,6 +56,39 @@ def ray_fps(clip: Path, out: Path, settings, model: str | None, device: str, wor
             "nodes": {k: round(v.fps, 3) for k, v in report.nodes.items()}}
 
 
+CEILING = """
+import sys, time, torch
+torch.set_num_threads(1)
+from gendrpix_video.loading import load_model
+from gendrpix_video.padcfg import restore
+h, w, H, W, detail, calls = (float(v) for v in sys.argv[1:7])
+model = load_model(sys.argv[7] or None, device="cpu")
+x = torch.rand(1, 3, int(h), int(w))
+with torch.inference_mode():
+    restore(model, x, (int(H), int(W)), detail=detail)
+    print("ready", flush=True)
+    sys.stdin.readline()  # all processes start the clock together
+    t = time.perf_counter()
+    for _ in range(int(calls)):
+        restore(model, x, (int(H), int(W)), detail=detail)
+    print(calls / (time.perf_counter() - t), flush=True)
+"""
+
+
+def model_ceiling(n: int, in_size: tuple[int, int], out_size: tuple[int, int], detail: float,
+                  model: str | None, calls: int = 6) -> float:
+    """Frames a second of the model alone in `n` single-thread processes started together (summed)."""
+    import subprocess
+    args = [sys.executable, "-c", CEILING, *map(str, (*in_size, *out_size, detail, calls)), model or ""]
+    procs = [subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return sum(float(p.communicate()[0]) for p in procs)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(prog="gendrpix-video bench --scale-out", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         for n in counts:
             rows.append(ray_fps(clip, tmp / f"ray{n}.mkv", settings, args.model, args.device, n))
             print(f"ray {n}: {rows[-1]['fps']:.2f} fps", file=sys.stderr)
+        ceiling = {}
+        if args.device == "cpu":
+            from ..loading import load_model
+            from ..policy import resolve_detail
+            H, W = settings.output_size((h, w))
+            detail = resolve_detail(load_model(args.model, device="cpu"), settings.detail)
+            for n in counts:
+                ceiling[n] = model_ceiling(n, (h, w), (H, W), detail, args.model)
+            print("model alone, single-thread processes at once: " + ", ".join(
+                f"{n}: {v:.2f} fps" for n, v in ceiling.items()), file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -101,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows[1:]:
         r["overhead_pct"] = round(100 * (1 - r["fps"] / plain), 1) if r["workers"] == 1 else None
         r["efficiency"] = round(r["fps"] / (r["workers"] * one), 3) if one else None
-    head = ["run", "workers", "frames", "seconds", "fps", "Ray overhead", "efficiency"]
+        if ceiling and 1 in ceiling:
+            r["machine_efficiency"] = round(ceiling[r["workers"]] / (r["workers"] * ceiling[1]), 3)
+    head = ["run", "workers", "frames", "seconds", "fps", "Ray overhead", "efficiency", "machine's (model alone)"]
     table = [head] + [[r["mode"], str(r["workers"]), str(r["frames"]), f"{r['seconds']:.1f}", f"{r['fps']:.2f}",
                        "-" if r.get("overhead_pct") is None else f"{r['overhead_pct']:.1f}%",
-                       "-" if r.get("efficiency") is None else f"{r['efficiency']:.2f}"] for r in rows]
+                       "-" if r.get("efficiency") is None else f"{r['efficiency']:.2f}",
+                       "-" if r.get("machine_efficiency") is None else f"{r['machine_efficiency']:.2f}"]
+                      for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(v.rjust(wd) for v, wd in zip(row, widths)))
@@ -112,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"device": args.device, "cpu_cores": os.cpu_count(),
                                                "input": f"{w}x{h}", "height": args.height,
-                                               "preset": settings.name, "rows": rows}, indent=2))
+                                               "preset": settings.name, "rows": rows,
+                                               "model_alone_fps": ceiling}, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
