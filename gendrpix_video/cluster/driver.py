@@ -1,7 +1,8 @@
 """One upscale job over many GPUs and machines, on Ray: the driver.
 
-`upscale_files` checks and plans every input with the library's own steps (check_job, plan_job),
-cuts each into frame-range segments, runs one Ray task per segment (worker.run_segment) over the
+`upscale_files` checks every input and locks its output with the library's own steps (check_job,
+JobLock), plans it (plan_job; the pre-flight plan measured on a worker, worker.plan_on_worker),
+cuts it into frame-range segments, runs one Ray task per segment (worker.run_segment) over the
 whole cluster, records each finished segment in its job's manifest and joins a file
 (finish_job) once all its segments are in. Inputs and outputs live on a path every node sees.
 
@@ -31,7 +32,7 @@ from ..video.lock import JobBusy, JobLock
 from ..video.pipeline import JobPlan, OnPlan, Result, check_job, finish_job, model_id, plan_job
 from ..video.preflight import PlanRefused
 from ..video.presets import UpscaleSettings
-from ..video.segments import Range, SegmentJob, frame_times, plan_ranges
+from ..video.segments import SegmentJob, frame_times, plan_ranges
 from ..weights import WeightsError, read_header
 from .worker import plan_on_worker, run_segment
 
