@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..video.argcheck import OneLineParser
+from ..video.argcheck import OneLineParser, int_at_least
 
 
 def plain_fps(clip: Path, out: Path, settings, model: str | None, device: str, threads: int | None) -> dict:
@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     ap.add_argument("--input", default="320x180", help="input size WxH of the synthetic clip")
-    ap.add_argument("--height", type=int, default=360, help="output height")
-    ap.add_argument("--frames", type=int, default=192)
+    ap.add_argument("--height", type=int_at_least(16), default=360, help="output height")
+    ap.add_argument("--frames", type=int_at_least(1), default=192)
     ap.add_argument("--preset", default="preview", help="preset name or file (codec, batch)")
-    ap.add_argument("--segment-frames", type=int, default=24, help="frames a segment (a task): several per worker")
+    ap.add_argument("--segment-frames", type=int_at_least(1), default=24, help="frames a segment (a task): several per worker")
     ap.add_argument("--detail", type=float, default=None, help="default: the model's own")
     ap.add_argument("--model", help="model name or weights file (default: shipped default)")
     ap.add_argument("--json", default="runs/bench_scale.json", help="where to write the results")
