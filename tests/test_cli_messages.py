@@ -87,6 +87,15 @@ def test_bench_e2e_bad_option_is_one_line(tmp_path, capsys):
     assert line.startswith(PREFIX + "bench --e2e: argument --frames")
 
 
+def test_bench_scale_out_bad_option_is_one_line(capsys):
+    from gendrpix_video.measure.bench import main as bench_main
+    with pytest.raises(SystemExit) as e:
+        bench_main(["--scale-out", "--workers", "one"])
+    assert e.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(PREFIX) and "--workers" in line, line
+
+
 def test_bar_draws_without_a_terminal_size_and_ends_at_the_true_count(monkeypatch):
     monkeypatch.setenv("COLUMNS", "0")
     out = io.StringIO()

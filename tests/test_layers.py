@@ -1,5 +1,6 @@
-"""Imports point one way: front ends (cli/, measure/, training/, the VapourSynth filter) -> video/
--> the core; no module imports another's _private names; inside the package the core is imported
+"""Imports point one way: front ends (cli/, measure/, training/, the VapourSynth filter) ->
+cluster/ (the scale-out driver, a front end of the video seam that the others may call) -> video/
+-> the core; Ray is imported in cluster/ only; no module imports another's _private names; inside the package the core is imported
 from its modules, not through the package face (gendrpix_video/__init__.py)."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "gendrpix_video"
 FRONT_ENDS = ("cli", "measure", "training")
-LAYER = {"core": 0, "video": 1, "front": 2}
+LAYER = {"core": 0, "video": 1, "cluster": 2, "front": 3}
 
 
 def module_name(path: Path) -> str:
@@ -30,6 +31,8 @@ def layer(module: str) -> str | None:
         return "face"
     if parts[1] == "video":
         return "video"
+    if parts[1] == "cluster":
+        return "cluster"
     if parts[1] in FRONT_ENDS:
         return "front"
     return "core"
@@ -98,3 +101,21 @@ def test_checker_reads_relative_imports():
     """The walk finds relative imports (so a passing run means something)."""
     found = {t for t, _ in imports(PKG / "video" / "pipeline.py")}
     assert "gendrpix_video.loading" in found and "gendrpix_video.video.presets" in found
+
+
+def test_ray_only_in_cluster():
+    """A plain run never imports Ray: only cluster/ names it (and imports it inside functions)."""
+    bad = []
+    for path in sources():
+        me = module_name(path)
+        for target, _ in imports(path):
+            if target.split(".")[0] == "ray" and not me.startswith("gendrpix_video.cluster."):
+                bad.append(f"{me} imports {target}")
+        if me.startswith("gendrpix_video.cluster"):
+            top = ast.parse(path.read_text()).body
+            for node in top:
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                    if any(n.split(".")[0] == "ray" for n in names):
+                        bad.append(f"{me} imports ray at module level")
+    assert not bad, "\n".join(bad)

@@ -83,7 +83,19 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ap.add_argument("--quiet", action="store_true", help="no plan and no progress bar")
     ap.add_argument("--debug", action="store_true", help="tracebacks and FFmpeg logs")
+    farm = ap.add_mutually_exclusive_group()
+    farm.add_argument("--gpus", metavar="N|all", type=gpus_arg,
+                      help="one job over N local GPUs (CPU workers with --device cpu), on Ray")
+    farm.add_argument("--cluster", metavar="ADDRESS", nargs="?", const="",
+                      help="one job over a Ray cluster: the head's HOST:PORT (default: $RAY_ADDRESS); "
+                           "see docs/cluster.md")
     return ap
+
+
+def gpus_arg(v: str) -> int | str:
+    if v == "all" or (v.isdigit() and int(v) > 0):
+        return v if v == "all" else int(v)
+    raise argparse.ArgumentTypeError(f"must be a positive number or all, got {v!r}")
 
 
 def settings_from(args) -> UpscaleSettings:
@@ -176,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(f"output folder {out} {what}"), file=sys.stderr)
             return 2
 
+    if args.gpus or args.cluster is not None:
+        return scale_out(args, s, inputs)
+
     @cache
     def get_model():
         from ..loading import load_model
@@ -236,6 +251,51 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet or len(results) > 1 or any(r.damage for r in results):
         print(summary(results))
     return code
+
+
+def scale_out(args, s: UpscaleSettings, inputs: list[Path]) -> int:
+    """The same job on Ray (cluster/driver.py): one bar for all files (frames, fps, ETA), the
+    plan of each file, per-node throughput in the summary."""
+    from ..cluster.driver import upscale_files
+    address = None
+    if args.cluster is not None:
+        address = args.cluster or os.environ.get("RAY_ADDRESS", "")
+        if not address:
+            print(error_line("--cluster: no address given and RAY_ADDRESS is not set"), file=sys.stderr)
+            return 2
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, on_term)  # a render node's scheduler stops jobs with SIGTERM
+    try:
+        with Bar(f"{len(inputs)} file{'s' * (len(inputs) > 1)}", args.quiet) as bar:
+            report = upscale_files(inputs, args.output, s, model=args.model, device=args.device, address=address,
+                                   workers=args.gpus, resume=args.resume, overwrite=args.overwrite,
+                                   start=args.start, duration=args.duration, progress=bar.update,
+                                   on_error=lambda m: print(error_line(m), file=sys.stderr),
+                                   on_plan=None if args.quiet else print_plan, max_memory=args.max_memory,
+                                   max_minutes=args.max_minutes, strict=args.strict)
+    except VideoError as e:
+        print(error_line(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before Ray was up: nothing started
+        print(f"{PROG}: interrupted: no output written", file=sys.stderr)
+        return 130
+    finally:
+        if threading_main():
+            signal.signal(signal.SIGTERM, old_term)
+    if report.interrupted:
+        print(f"{PROG}: interrupted: no output written for unfinished files; their finished segments stay in "
+              "hidden .NAME.gendrpix folders beside the outputs: rerun with --resume to continue", file=sys.stderr)
+    if not args.quiet or len(report.results) > 1 or report.code or any(r.damage for r in report.results):
+        print(summary(report.results))
+        for node, st in sorted(report.nodes.items()):
+            print(f"node {node}: {st.tasks} segment{'s' * (st.tasks != 1)}, {st.frames} frames in "
+                  f"{st.seconds:.1f}s of work, {st.fps:.2f} fps")
+    return report.code
 
 
 def threading_main() -> bool:

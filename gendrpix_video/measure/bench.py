@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--profile", action="store_true", help="print the top kernels of the first config and size")
     p.add_argument("--e2e", action="store_true", help="end-to-end video benchmark (decode, model, encode)")
+    p.add_argument("--scale-out", action="store_true",
+                   help="fps against Ray workers beside the plain run (measure/bench_scale.py)")
     return p
 
 
@@ -198,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import bench_e2e
         argv.remove("--e2e")
         return bench_e2e.main(argv)
+    if "--scale-out" in argv:
+        from . import bench_scale
+        argv.remove("--scale-out")
+        return bench_scale.main(argv)
     args = build_parser().parse_args(argv)
     if not torch.cuda.is_available():
         print("gendrpix-video: error: the benchmark needs a CUDA GPU", file=sys.stderr)

@@ -30,7 +30,7 @@ from .errors import DamagedInput, OutputError, VideoError, translate, warn
 from .job import Job, workdir_of
 from .lock import JobLock
 from .mux import join
-from .preflight import CPU_MINUTES, Plan, Shape, check, make_plan
+from .preflight import CPU_MINUTES, Plan, Shape, check, make_plan, model_seconds
 from .presets import UpscaleSettings
 from .probe import VideoInfo, probe
 
@@ -188,53 +188,36 @@ def upscale_file(src: str | os.PathLike, dst: str | os.PathLike | None, settings
     return result
 
 
-def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg, device, resume: bool,
-         overwrite: bool, start, duration, progress: Progress | None, on_plan: OnPlan | None,
-         max_memory: float | None, max_minutes: float | None, strict: bool) -> None:
+@dataclass
+class JobPlan:
+    """Everything decided before the first frame: what a process needs to encode any frame range
+    of the job and to join it. Plain data, so it can travel to another process or machine."""
+    src: Path
+    target: Path
+    info: VideoInfo
+    enc: EncodeSettings
+    engine: EngineConfig
+    params: dict                      # the job's identity: a resumed run must match it
+    segment_frames: int
+    batch: int
+    workers: int                      # encoders in parallel (one process)
+    budget: int                       # frames that may wait for the encoders
+    frames: int | None                # expected frames (None: unknown)
+    start: float | None = None
+    duration: float | None = None
+
+
+def check_job(src: Path, dst, s: UpscaleSettings, result: Result, *, resume: bool = False,
+              overwrite: bool = False) -> VideoInfo | None:
+    """Probe the input, check the target and the encoder, warn about what is dropped; None when an
+    earlier run finished the target (`resume`). Sets `result.target`; raises VideoError."""
     info = probe(src)
     target = plan_target(src, dst, s, info)
     result.target = target
     check_target(src, target, overwrite or resume)
     if resume and target.exists() and not workdir_of(target).exists():
         result.status, result.size = "done", target.stat().st_size
-        return
-    # Locked before anything is loaded or written: a second run on this output stops here at once.
-    lock = JobLock(workdir_of(target), str(target))
-    lock.acquire()
-    job = None
-    try:
-        job, run = _prepare(src, target, s, info, result, model_arg, device, resume, start, duration,
-                            on_plan, max_memory, max_minutes, lock)
-        _work(job, run, s, info, result, start, duration, progress, strict)
-    except BaseException as e:
-        if job is None:  # nothing of this run's is in the folder: remove it unless an earlier run left it
-            lock.release(remove_folder=lock.created)
-        elif isinstance(e, (KeyboardInterrupt, DamagedInput)):
-            job.keep()     # finished segments stay for --resume
-        else:
-            job.discard()
-        raise
-
-
-@dataclass
-class _Run:
-    """What `_prepare` decided, for `_work`."""
-    model: torch.nn.Module
-    device: torch.device
-    enc: EncodeSettings
-    workers: int
-    budget: int
-    frames: int | None
-    engine: EngineConfig
-    colour: Colour
-    seg_frames: int
-    batch: int
-
-
-def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, result: Result,
-             model_arg: ModelArg, device, resume: bool, start, duration, on_plan: OnPlan | None,
-             max_memory: float | None, max_minutes: float | None, lock: JobLock) -> tuple[Job, _Run]:
-    """Everything before the first frame: warnings, sizes, model, the plan and its checks, the job."""
+        return None
     if info.interlaced:
         warn(f"{src.name}: interlaced video ({info.interlaced}): processed as progressive frames; "
              "deinterlace first for best results")
@@ -242,45 +225,26 @@ def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, resul
         warn(f"{src.name}: {info.pix_fmt} has an alpha channel: it is dropped, the output is opaque")
     for d in info.dropped_streams:
         warn(f"{src.name}: stream {d} is not copied")
-
-    out_lay = layout(s.pix_fmt)
     check_encoder(s.codec, s.pix_fmt)
+    return info
+
+
+def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, model_id: str, detail: float,
+             device: str, start: float | None = None, duration: float | None = None) -> JobPlan:
+    """Output size, colour, encoder and engine settings, and the job's identity (`params`)."""
+    out_lay = layout(s.pix_fmt)
     H, W = s.output_size((info.height, info.width))
     seg_frames = int(s.segment_frames)
     batch = min(int(s.batch), seg_frames)
     workers, threads = auto_encoders(s, W, H)
-    frame_bytes = out_lay.frame_bytes(W, H)
     budget = max(workers * seg_frames, 2 * batch)
-    budget = max(2 * batch, min(budget, int(8e9 // frame_bytes)))  # at most ~8 GB of waiting frames
-    dev = pick_device(device if not isinstance(model_arg, torch.nn.Module) else model_arg.device)
-    model = _get_model(model_arg, dev)
-    dev = torch.device(model.device)
-    if dev.type == "cuda":
-        cuda_ready()
-    detail = resolve_detail(model, s.detail)
-
+    budget = max(2 * batch, min(budget, int(8e9 // out_lay.frame_bytes(W, H))))  # at most ~8 GB waiting
     if duration:
         frames = int(duration * float(info.rate)) if info.rate else None
     elif start and info.duration and info.rate:
         frames = max(1, int((info.duration - start) * float(info.rate)))
     else:
         frames = info.frames or None
-    shape = Shape(in_size=(info.height, info.width), out_size=(H, W), batch=batch, passes=unet_passes(detail),
-                  in_frame_bytes=info.layout.frame_bytes(info.width, info.height), out_frame_bytes=frame_bytes,
-                  decode_depth=max(8, 2 * batch), encode_frames=budget, encoders=workers)
-    if max_minutes is None:
-        max_minutes = CPU_MINUTES if dev.type == "cpu" else None
-    if max_minutes == float("inf"):
-        max_minutes = None
-    name = Path(getattr(model, "metadata", {}).get("source") or "").stem or "model"
-    plan = make_plan(source=src, target=target, model=model, device=dev,
-                     model_name=f"{name} ({model.config.name})", detail=detail, shape=shape, frames=frames,
-                     max_memory_gib=max_memory, max_minutes=max_minutes)
-    check(plan, model, shape, aspect=W / H)
-    result.plan = plan
-    if on_plan:
-        on_plan(plan)
-
     in_matrix = resolve_matrix(info.colour.matrix, info.height)
     in_full = info.colour.range == 2 or (info.layout.family == "rgb" and info.colour.range != 1)
     # Untagged input: write the matrix we decoded with, so players do not guess another at 2160p.
@@ -294,32 +258,138 @@ def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, resul
     params = {"input": str(src.resolve()), "input_size": st.st_size, "input_mtime": st.st_mtime_ns,
               "codec": s.codec, "crf": s.crf, "speed": s.speed, "pix_fmt": s.pix_fmt,
               "options": s.options, "size": f"{W}x{H}", "detail": detail, "seed": s.seed,
-              "segment_frames": seg_frames, "batch": batch, "model": model_id(model),
-              "device": str(dev), "start": start, "duration": duration, "colour": str(out_colour)}
-    job = Job(target, params, lock)
+              "segment_frames": seg_frames, "batch": batch, "model": model_id,
+              "device": device, "start": start, "duration": duration, "colour": str(out_colour)}
+    cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
+                       in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
+                       out_full=out_colour.full_range, detail=detail, seed=s.seed, batch=batch)
+    return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
+                   start, duration)
+
+
+def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | None,
+              max_minutes: float | None, encoders: int | None = None, encode_frames: int | None = None,
+              parallel: int = 1, per_device: int = 1) -> Plan:
+    """The pre-flight plan of `job` on `device`, checked against the limits (PlanRefused).
+
+    `encoders`/`encode_frames`: what one process runs (default: the job's own pool); `parallel`:
+    processes sharing the frames, which divides the time; `per_device`: processes sharing one
+    GPU, which multiplies its memory."""
+    H, W = job.engine.out_size
+    info = job.info
+    shape = Shape(in_size=(info.height, info.width), out_size=(H, W), batch=job.batch,
+                  passes=unet_passes(job.engine.detail),
+                  in_frame_bytes=info.layout.frame_bytes(info.width, info.height),
+                  out_frame_bytes=job.engine.out_layout.frame_bytes(W, H), decode_depth=max(8, 2 * job.batch),
+                  encode_frames=encode_frames or job.budget, encoders=encoders or job.workers)
+    if max_minutes is None:
+        max_minutes = CPU_MINUTES if device.type == "cpu" else None
+    if max_minutes == float("inf"):
+        max_minutes = None
+    name = Path(getattr(model, "metadata", {}).get("source") or "").stem or "model"
+    plan = make_plan(source=job.src, target=job.target, model=model, device=device,
+                     model_name=f"{name} ({model.config.name})", detail=job.engine.detail, shape=shape,
+                     frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes)
+    if per_device > 1 and plan.gpu_bytes is not None:
+        plan.gpu_bytes *= per_device
+    if parallel > 1:
+        if plan.seconds_per_pixel is not None:
+            plan.seconds_per_pixel /= parallel
+            plan.seconds = model_seconds(plan)
+        plan.notes.append(f"{parallel} workers share the frames; host memory is each worker's"
+                          + (f", GPU memory {per_device} workers' on each GPU" if per_device > 1 else ""))
+    check(plan, model, shape, aspect=W / H)
+    return plan
+
+
+def output_frame(job: JobPlan, pts: int, planes) -> av.VideoFrame:
+    """One engine output as the frame the encoder takes, with the input's timestamp and tags."""
+    enc, lay = job.enc, job.engine.out_layout
+    vf = av.VideoFrame(enc.width, enc.height, enc.pix_fmt)
+    for plane, src_arr in zip(vf.planes, planes):
+        dst_arr = np.frombuffer(plane, dtype=lay.dtype).reshape(plane.height, -1)[:, : plane.width]
+        dst_arr[...] = src_arr.view(lay.dtype)
+    if enc.encoder_pix_fmt() != enc.pix_fmt:
+        vf = vf.reformat(format=enc.encoder_pix_fmt())
+    vf.pts, vf.time_base = pts, job.info.time_base
+    c = enc.colour
+    vf.color_range, vf.colorspace = c.range, c.matrix
+    vf.color_primaries, vf.color_trc = c.primaries, c.trc
+    return vf
+
+
+def finish_job(plan: JobPlan, job: Job, first_pts: int | None, end_time: Fraction | None) -> None:
+    """Join the job's segments losslessly with the input's other streams, then rename into place.
+    `first_pts`: of the first frame encoded; `end_time`: where a trimmed selection ends."""
+    info, start, duration = plan.info, plan.start, plan.duration
+    shift = first_pts if start else 0
+    window = (None, None)
+    if start or duration:
+        first = Fraction(first_pts or 0) * info.time_base
+        window = (first, end_time)
+    join(job.partial, CONTAINERS[plan.target.suffix.lower()], info, job.segments(), shift=shift or 0,
+         window=window)
+    job.commit()
+
+
+def _run(src: Path, dst, s: UpscaleSettings, result: Result, model_arg: ModelArg, device, resume: bool,
+         overwrite: bool, start, duration, progress: Progress | None, on_plan: OnPlan | None,
+         max_memory: float | None, max_minutes: float | None, strict: bool) -> None:
+    info = check_job(src, dst, s, result, resume=resume, overwrite=overwrite)
+    if info is None:
+        return
+    target = result.target
+    # Locked before anything is loaded or written: a second run on this output stops here at once.
+    lock = JobLock(workdir_of(target), str(target))
+    lock.acquire()
+    job = None
+    try:
+        job, plan, model, dev = _prepare(src, target, s, info, result, model_arg, device, resume, start,
+                                         duration, on_plan, max_memory, max_minutes, lock)
+        _work(job, plan, model, dev, result, progress, strict)
+    except BaseException as e:
+        if job is None:  # nothing of this run's is in the folder: remove it unless an earlier run left it
+            lock.release(remove_folder=lock.created)
+        elif isinstance(e, (KeyboardInterrupt, DamagedInput)):
+            job.keep()     # finished segments stay for --resume
+        else:
+            job.discard()
+        raise
+
+
+def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, result: Result,
+             model_arg: ModelArg, device, resume: bool, start, duration, on_plan: OnPlan | None,
+             max_memory: float | None, max_minutes: float | None,
+             lock: JobLock) -> tuple[Job, JobPlan, torch.nn.Module, torch.device]:
+    """Everything before the first frame: model, the job's plan, the pre-flight plan and its checks,
+    the job folder."""
+    dev = pick_device(device if not isinstance(model_arg, torch.nn.Module) else model_arg.device)
+    model = _get_model(model_arg, dev)
+    dev = torch.device(model.device)
+    if dev.type == "cuda":
+        cuda_ready()
+    detail = resolve_detail(model, s.detail)
+    plan = plan_job(src, target, info, s, model_id=model_id(model), detail=detail, device=str(dev),
+                    start=start, duration=duration)
+    result.plan = preflight(plan, model, dev, max_memory=max_memory, max_minutes=max_minutes)
+    if on_plan:
+        on_plan(result.plan)
+    job = Job(target, plan.params, lock)
     job.start(resume)
-    return job, _Run(model=model, device=dev, enc=enc, workers=workers, budget=budget, frames=frames,
-                   engine=EngineConfig(in_layout=info.layout, in_size=(info.height, info.width),
-                                       in_matrix=in_matrix, in_full=in_full, out_layout=out_lay,
-                                       out_size=(H, W), out_matrix=out_colour.matrix,
-                                       out_full=out_colour.full_range, detail=detail, seed=s.seed,
-                                       batch=batch),
-                   colour=out_colour, seg_frames=seg_frames, batch=batch)
+    return job, plan, model, dev
 
 
-def _work(job: Job, r: _Run, s: UpscaleSettings, info: VideoInfo, result: Result, start, duration,
-          progress: Progress | None, strict: bool) -> None:
+def _work(job: Job, plan: JobPlan, model, dev: torch.device, result: Result, progress: Progress | None,
+          strict: bool) -> None:
     """Decode -> engine -> encoders -> join -> commit."""
-    target, enc, out_colour = job.target, r.enc, r.colour
-    H, W = r.engine.out_size
-    out_lay = r.engine.out_layout
-    seg_frames, batch = r.seg_frames, r.batch
+    target, info, start, duration = job.target, plan.info, plan.start, plan.duration
+    seg_frames, batch = plan.segment_frames, plan.batch
     skip = job.resumed_frames()
     result.resumed = skip
-    pool = EncoderPool(enc, r.workers, r.budget, on_done=job.segment_done)
+    pool = EncoderPool(plan.enc, plan.workers, plan.budget, on_done=job.segment_done)
     decoder = Decoder(info, start=start, duration=duration, depth=max(8, 2 * batch), strict=strict)
-    engine = Engine(r.model, r.engine, r.device)
-    total = r.frames
+    engine = Engine(model, plan.engine, dev)
+    total = plan.frames
     state = {"feed": None, "frames": skip}
     if progress:
         progress(skip, total)
@@ -342,16 +412,7 @@ def _work(job: Job, r: _Run, s: UpscaleSettings, info: VideoInfo, result: Result
             if state["feed"] is not None:
                 state["feed"].close()
             state["feed"] = pool.begin(job.segment(f.index // seg_frames, f.index))
-        vf = av.VideoFrame(W, H, s.pix_fmt)
-        for plane, src_arr in zip(vf.planes, planes):
-            dst_arr = np.frombuffer(plane, dtype=out_lay.dtype).reshape(plane.height, -1)[:, : plane.width]
-            dst_arr[...] = src_arr.view(out_lay.dtype)
-        if enc.encoder_pix_fmt() != s.pix_fmt:
-            vf = vf.reformat(format=enc.encoder_pix_fmt())
-        vf.pts, vf.time_base = f.pts, info.time_base
-        vf.color_range, vf.colorspace = out_colour.range, out_colour.matrix
-        vf.color_primaries, vf.color_trc = out_colour.primaries, out_colour.trc
-        state["feed"].put(vf)
+        state["feed"].put(output_frame(plan, f.pts, planes))
         state["frames"] += 1
         if progress:
             progress(state["frames"], total)
@@ -363,14 +424,7 @@ def _work(job: Job, r: _Run, s: UpscaleSettings, info: VideoInfo, result: Result
         if state["feed"] is not None:
             state["feed"].close()
         pool.finish()
-        shift = decoder.first_pts if start else 0
-        window = (None, None)
-        if start or duration:
-            first = Fraction(decoder.first_pts or 0) * info.time_base
-            window = (first, decoder.end_time)
-        join(job.partial, CONTAINERS[target.suffix.lower()], info, job.segments(), shift=shift or 0,
-             window=window)
-        job.commit()
+        finish_job(plan, job, decoder.first_pts, decoder.end_time)
         ok = True
     except DamagedInput:
         pool.abort(keep_closed=True)

@@ -1,0 +1,85 @@
+"""The task bodies that run on Ray workers: the pre-flight plan of a job, and one segment of it.
+
+A worker process keeps every model it loaded (keyed by model and device), so the segments that
+follow on it pay nothing for the load. Problems with the shared storage are named with the node
+and the path, since the same path may work on one node and not on another.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+_models: dict[tuple[str, str], object] = {}
+
+
+def node_name() -> str:
+    """The node as a person finds it: its IP address and the start of Ray's node id."""
+    import ray
+    ctx = ray.get_runtime_context()
+    return f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
+
+
+def cached_model(name: str | None, device: str):
+    key = (str(name), device)
+    if key not in _models:
+        from ..loading import load_model
+        from ..policy import cuda_ready
+        from ..video.errors import VideoError
+        from ..weights import WeightsError
+        if device.startswith("cuda"):
+            cuda_ready()
+        try:
+            _models[key] = load_model(name, device=device)
+        except WeightsError as e:
+            raise VideoError(f"node {node_name()}: --model: {e}") from None
+    return _models[key]
+
+
+def plan_on_worker(job, model_name: str | None, device: str, max_memory: float | None,
+                   max_minutes: float | None, parallel: int, per_gpu: int = 1):
+    """The pre-flight plan of `job` (a video.pipeline.JobPlan) as one worker runs it: one encoder
+    and a short queue each, `parallel` workers sharing the frames, `per_gpu` of them sharing a
+    GPU. Raises PlanRefused."""
+    import torch
+
+    from ..video.pipeline import preflight
+    model = cached_model(model_name, device)
+    return preflight(job, model, torch.device(model.device), max_memory=max_memory, max_minutes=max_minutes,
+                     encoders=1, encode_frames=max(2, 2 * job.batch), parallel=parallel,
+                     per_device=per_gpu)
+
+
+def run_segment(job, r, times: list[int], model_name: str | None, device: str, strict: bool = False) -> dict:
+    """Encode segment `r` (a video.segments.Range, its frames' timestamps `times`) of `job` (a
+    video.pipeline.JobPlan) with the model `model_name` (a shipped name or a path every node sees)
+    on `device` ("cuda": the GPU Ray gave the task, or "cpu"). Returns what the driver records:
+    the node, frames, seconds and the damaged input ranges met."""
+    import torch
+
+    from ..video.errors import VideoError
+    from ..video.job import workdir_of
+    from ..video.segments import encode_frames
+
+    node = node_name()
+    t0 = time.monotonic()
+    src, job_dir = job.src, workdir_of(job.target)
+    if not os.access(src, os.R_OK):
+        why = "no such file" if not src.exists() else "permission denied"
+        raise VideoError(f"node {node}: cannot read the input {src} ({why}); every node needs the same path")
+    if not (job_dir.is_dir() and os.access(job_dir, os.W_OK)):
+        why = "no such folder" if not job_dir.exists() else "not writable"
+        raise VideoError(f"node {node}: cannot write segment {r.index} to {job_dir} ({why}); "
+                         "every node needs the same output path")
+    model = cached_model(model_name, device)
+    damage: list = []
+    try:
+        frames = encode_frames(job, r, times, model, torch.device(model.device), strict=strict, damage=damage)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+            where = e.filename or job_dir
+            raise VideoError(f"node {node}: cannot write segment {r.index} to {where} "
+                             f"({os.strerror(e.errno)})") from None
+        raise
+    return {"node": node, "index": r.index, "frames": frames, "seconds": time.monotonic() - t0,
+            "damage": [(float(a), float(b)) for a, b in damage], "pid": os.getpid()}
