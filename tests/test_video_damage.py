@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from video_fixtures import file_fingerprint, make_clip, packets, run_upscale, video_pts
+from video_fixtures import damage_clip, file_fingerprint, make_clip, packets, run_upscale, video_pts
 
 PTS = [i * 40 for i in range(48)]
 PREFIX = "gendrpix-video: error: "
@@ -31,14 +31,7 @@ def damaged(tmp_path_factory):
     """An H.264 clip in Matroska (GOPs of 12) with three packets in its middle overwritten."""
     root = tmp_path_factory.mktemp("damaged")
     clean = make_clip(root / "clean.mkv", codec="libx264", pts_ms=PTS, options={"g": "12"})
-    with av.open(str(clean)) as c:
-        video = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
-    data = bytearray(clean.read_bytes())
-    for pos, size in video[20:23]:
-        data[pos + size // 3: pos + size] = b"\x55" * (size - size // 3)
-    bad = root / "damaged.mkv"
-    bad.write_bytes(bytes(data))
-    return clean, bad
+    return clean, damage_clip(clean, root / "damaged.mkv")
 
 
 def test_damage_is_decoded_past_and_named(damaged, tiny_model, tmp_path, capsys):

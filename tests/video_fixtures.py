@@ -128,6 +128,18 @@ def make_clip(
     return path
 
 
+def damage_clip(clean: Path, out: Path, packets_range=slice(20, 23)) -> Path:
+    """A copy of `clean` with the last two thirds of some video packets overwritten: damage that
+    a decoder meets in the middle of the file."""
+    with av.open(str(clean)) as c:
+        video = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    data = bytearray(clean.read_bytes())
+    for pos, size in video[packets_range]:
+        data[pos + size // 3: pos + size] = b"\x55" * (size - size // 3)
+    out.write_bytes(bytes(data))
+    return out
+
+
 def file_fingerprint(path: str | os.PathLike) -> tuple[str, int, int]:
     p = Path(path)
     st = p.stat()

@@ -25,7 +25,7 @@ from .decode import Decoder, Frame
 from .encode import Segment, encode_segment
 from .engine import Engine
 from .errors import VideoError
-from .job import STATE, Job
+from .job import STATE, Job, workdir_of
 from .lock import LOCK, JobLock
 from .pipeline import JobPlan, output_frame
 from .probe import VideoInfo
@@ -104,7 +104,7 @@ def encode_frames(plan: JobPlan, r: Range, times: list[int], model, device: torc
 
     Written in a folder of its own and moved into place carrier first, sidecar last, so a killed
     or repeated attempt never leaves a segment that looks complete but is not."""
-    job_dir = plan.target.parent / f".{plan.target.name}.gendrpix"
+    job_dir = workdir_of(plan.target)
     attempt = job_dir / f"attempt-{r.index:05d}-{uuid.uuid4().hex[:8]}"
     attempt.mkdir()
     try:
