@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from video_fixtures import decoded_frames, make_clip, packets, run_upscale, video_pts
+from video_fixtures import damage_clip, decoded_frames, make_clip, packets, run_upscale, video_pts
 
 ray = pytest.importorskip("ray")
 
@@ -119,8 +119,8 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    if shutil.which(RAY) is None:
-        pytest.skip("the ray command is not installed")
+    # Ray is in the test extra: a missing `ray` command is a broken install, not a reason to skip
+    assert shutil.which(RAY) is not None, f"the ray command is not installed ({RAY})"
     c = Cluster.__new__(Cluster)
     c.head = c.worker = None
     request.addfinalizer(lambda: Cluster.close(c) if hasattr(c, "temp") else None)
@@ -151,9 +151,16 @@ def one_process(work, name: str, capsys) -> Path:
     return ref
 
 
+def default_sigint() -> None:
+    # A suite started in the background (`cmd &`) inherits SIGINT ignored, and Python keeps it
+    # ignored in the child: give the CLI the disposition a terminal's Ctrl-C finds.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def upscale(*args, **kw) -> subprocess.Popen:
     return subprocess.Popen([CLI, "upscale", *map(str, args)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint, **kw)
 
 
 def assert_same(a: Path, b: Path) -> None:
@@ -246,16 +253,9 @@ def test_unreachable_cluster_is_one_line(work, tmp_path):
 def test_damage_named_as_one_process(cluster, work, tmp_path, capsys):
     """A clip with packets overwritten in the middle: the same frames and the same damaged time
     ranges in the summary as one process (FFV1: frames compare whatever the segment bounds)."""
-    import av
     root, preset, _, model = work
     clean = make_clip(tmp_path / "clean.mkv", codec="libx264", pts_ms=SHORT, options={"g": "12"})
-    with av.open(str(clean)) as c:
-        video = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
-    data = bytearray(clean.read_bytes())
-    for pos, size in video[20:23]:
-        data[pos + size // 3: pos + size] = b"\x55" * (size - size // 3)
-    src = tmp_path / "damaged.mkv"
-    src.write_bytes(bytes(data))
+    src = damage_clip(clean, tmp_path / "damaged.mkv")
     flags = [*common(preset, model)[:-1], "--codec", "ffv1"]
     code, one_out, err = run_upscale(capsys, src, "-o", tmp_path / "one.mkv", *flags)
     assert code == 0, err
@@ -342,3 +342,14 @@ def test_worker_killed_and_node_stopped(cluster, work, tmp_path, capsys):
     assert at_stop < 25, "the job ended before the node was stopped"
     assert_same(one_process(work, "long", capsys), target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mkv"]
+
+
+def test_node_rate_over_the_span_of_its_segments():
+    """Segments side by side on one GPU count once in a node's time, not once each."""
+    from gendrpix_video.cluster.driver import NodeStats
+    st = NodeStats()
+    st.add(48, start=10.0, end=20.0)
+    st.add(48, start=11.0, end=21.0)
+    assert (st.tasks, st.frames, st.seconds) == (2, 96, 11.0)
+    assert st.fps == 96 / 11.0
+    assert NodeStats().fps == 0.0

@@ -294,7 +294,7 @@ def scale_out(args, s: UpscaleSettings, inputs: list[Path]) -> int:
         print(summary(report.results))
         for node, st in sorted(report.nodes.items()):
             print(f"node {node}: {st.tasks} segment{'s' * (st.tasks != 1)}, {st.frames} frames in "
-                  f"{st.seconds:.1f}s of work, {st.fps:.2f} fps")
+                  f"{st.seconds:.1f}s, {st.fps:.2f} fps")
     return report.code
 
 

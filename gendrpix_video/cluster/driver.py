@@ -45,13 +45,26 @@ Progress = Callable[[int, int | None], None]
 
 @dataclass
 class NodeStats:
+    """One node's share: several segments may run on it at once (several a GPU), so its rate is
+    its frames over the span from its first segment's start to its last one's end."""
     tasks: int = 0
     frames: int = 0
-    seconds: float = 0.0   # busy time of its tasks
+    start: float | None = None  # the node's own monotonic clock
+    end: float | None = None
+
+    def add(self, frames: int, start: float, end: float) -> None:
+        self.tasks += 1
+        self.frames += frames
+        self.start = start if self.start is None else min(self.start, start)
+        self.end = end if self.end is None else max(self.end, end)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start if self.tasks else 0.0
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -319,10 +332,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 f.todo.discard(rg.index)
                 f.result.frames += out["frames"]
                 f.damage += out["damage"]
-                node = report.nodes.setdefault(out["node"], NodeStats())
-                node.tasks += 1
-                node.frames += out["frames"]
-                node.seconds += out["seconds"]
+                report.nodes.setdefault(out["node"], NodeStats()).add(out["frames"], out["start"], out["end"])
                 done_frames += out["frames"]
                 if progress:
                     progress(done_frames, total)

@@ -81,5 +81,7 @@ def run_segment(job, r, times: list[int], model_name: str | None, device: str, s
             raise VideoError(f"node {node}: cannot write segment {r.index} to {where} "
                              f"({os.strerror(e.errno)})") from None
         raise
-    return {"node": node, "index": r.index, "frames": frames, "seconds": time.monotonic() - t0,
+    # start and end on the node's monotonic clock (one clock for all its processes): the driver
+    # measures a node's throughput over the span of its segments, which may run side by side
+    return {"node": node, "index": r.index, "frames": frames, "start": t0, "end": time.monotonic(),
             "damage": [(float(a), float(b)) for a, b in damage], "pid": os.getpid()}
