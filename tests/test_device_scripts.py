@@ -37,8 +37,10 @@ def test_sweep_runs_one_training_per_gpu_and_grid_scores_them(tmp_path):
     # python3 -m MODULE ... with the tests' stand-in teacher registered (conftest.py)
     (bin_ / "shim.py").write_text(
         f"import runpy, sys\nsys.path.insert(0, {str(SCRIPTS.parent / 'tests')!r})\nimport conftest  # noqa\n"
-        "assert sys.argv[1] == '-m'\nsys.argv = sys.argv[2:]\n"
-        "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+        "if sys.argv[1] == '-':\n"  # python3 - ARGS < script (device_fetch.sh)
+        "    sys.argv = sys.argv[1:]\n    exec(compile(sys.stdin.read(), '<stdin>', 'exec'), {'__name__': '__main__'})\n"
+        "else:\n    assert sys.argv[1] == '-m'\n    sys.argv = sys.argv[2:]\n"
+        "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
     (bin_ / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{bin_ / "shim.py"}" "$@"\n')
     (bin_ / "python3").chmod(0o755)
     root = SCRIPTS.parent
@@ -69,3 +71,14 @@ def test_sweep_runs_one_training_per_gpu_and_grid_scores_them(tmp_path):
         rows = json.loads((out / f"grid_{n}.json").read_text())["rows"]
         assert [(r_["weight"], r_["detail"]) for r_ in rows] == [(1.0, 1.0), (0.5, 1.0)]
     assert "## grid_a" in r.stdout and "| bicubic |" in r.stdout
+    # Waiting for the sweep returns at once when no run trains (its own command line names the
+    # sweep folder) and brings the chosen run home.
+    for f in out.iterdir():
+        f.unlink()
+    r = subprocess.run(["bash", str(SCRIPTS / "device_sweep_wait.sh"), "b", "60"], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=50)
+    assert r.returncode == 0, r.stderr
+    assert "still running" not in r.stdout and f"== {runs[0]}/train.log" in r.stdout
+    assert [f.name for f in out.iterdir()] == ["runs.tar.part.aa"]
+    listing = subprocess.run(["tar", "tf", str(out / "runs.tar.part.aa")], capture_output=True, text=True).stdout
+    assert "b/model_fp16.safetensors" in listing and "a/" not in listing
