@@ -21,8 +21,6 @@ import pytest
 
 from video_fixtures import damage_clip, decoded_frames, make_clip, packets, run_upscale, video_pts
 
-ray = pytest.importorskip("ray")
-
 CLI = str(Path(sys.executable).parent / "gendrpix-video")
 RAY = str(Path(sys.executable).parent / "ray")
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

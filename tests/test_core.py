@@ -269,7 +269,7 @@ def test_bad_default_detail_in_metadata(good_file):
 
 # -- diffusers layout ---------------------------------------------------------------------------------
 
-diffusers = pytest.importorskip("diffusers", reason="diffusers is a test-only dependency")
+import diffusers  # noqa: E402  (the test extra)
 
 
 @pytest.mark.parametrize("name", ["sd21", "small", "tiny"])

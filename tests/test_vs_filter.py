@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-vs = pytest.importorskip("vapoursynth")
+import vapoursynth as vs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -319,8 +318,7 @@ def test_cuda_streams_match_the_cpu_in_any_request_order(model):
 
 
 def test_bestsource_file_converted_and_upscaled(model, tmp_path):
-    if not hasattr(core, "bs"):
-        pytest.skip("vapoursynth-bestsource is not installed")
+    assert hasattr(core, "bs"), "vapoursynth-bestsource (the test extra) is not installed"
     import av
 
     path = tmp_path / "clip.mp4"

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 import torch
 
-vs = pytest.importorskip("vapoursynth")
-av = pytest.importorskip("av")
+from vsgendrpix.bench import _vspipe, vspipe_env
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-from vsgendrpix.bench import _vspipe, vspipe_env  # noqa: E402
 
 VPY = r'''
 import vapoursynth as vs
