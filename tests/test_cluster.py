@@ -191,12 +191,12 @@ def wait_for(cond, proc: subprocess.Popen, timeout: float = 240) -> None:
 
 
 def segment_workers() -> list[int]:
-    """Pids of the Ray worker processes running a segment now."""
+    """Pids of the job's worker processes (actors) now."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "cmdline").read_bytes().startswith(b"ray::run_segment"):
+                if (d / "cmdline").read_bytes().startswith(b"ray::SegmentWorker"):
                     pids.append(int(d.name))
             except OSError:
                 pass

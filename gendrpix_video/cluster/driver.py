@@ -1,14 +1,16 @@
 """One upscale job over many GPUs and machines, on Ray: the driver.
 
-`upscale_files` checks every input and locks its output with the library's own steps (check_job,
-JobLock), plans it (plan_job; the pre-flight plan measured on a worker, worker.plan_on_worker),
-cuts it into frame-range segments, runs one Ray task per segment (worker.run_segment) over the
-whole cluster, records each finished segment in its job's manifest and joins a file
-(finish_job) once all its segments are in. Inputs and outputs live on a path every node sees.
+`upscale_files` starts one worker actor per GPU (or CPU) of the cluster (worker.SegmentWorker),
+which load the model while it checks every input and locks its output with the library's own
+steps (check_job, JobLock) and plans it (plan_job; the pre-flight plan measured on a worker). It
+cuts each file into frame-range segments, sends them to the workers as they free up, records each
+finished segment in its job's manifest and joins a file (finish_job) once all its segments are
+in. Inputs and outputs live on a path every node sees.
 
 Ray is imported here and in worker.py only, when a scale-out run starts: `pip install
-gendrpix-video[cluster]`. Faults: Ray reruns a task whose worker or node died (`max_retries`);
-an error in the job itself (a damaged input, storage a node cannot reach) fails that file only.
+gendrpix-video[cluster]`. Faults: a segment whose worker or node died goes to another worker
+(MAX_RETRIES) and the worker is replaced; an error in the job itself (a damaged input, storage a
+node cannot reach) fails that file only.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,11 +37,12 @@ from ..video.preflight import PlanRefused
 from ..video.presets import UpscaleSettings
 from ..video.segments import SegmentJob, frame_times, plan_ranges
 from ..weights import WeightsError, read_header
-from .worker import plan_on_worker, run_segment
+from .worker import SegmentWorker
 
 # Ray's own extras cost start-up time and write outside the job; a farm can turn them back on.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-MAX_RETRIES = 4  # reruns of a task whose worker or node died
+MAX_RETRIES = 4  # reruns of a segment whose worker or node died
+MAX_CONCURRENCY = 16  # an actor's threads; the driver sends each at most tasks_per_gpu segments
 
 Progress = Callable[[int, int | None], None]
 
@@ -91,6 +95,8 @@ class _File:
     todo: set[int]
     t0: float = 0.0
     plan_ref: object = None
+    running: int = 0         # its segments on workers now
+    keep: bool = False       # failed: keep its finished segments (damage under --strict)
     damage: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -169,7 +175,7 @@ def _reason(ray, e: BaseException, src: Path, what: str) -> str:
         if known is not None:
             return f"{node}{known}"
         return f"{node}{src}: {what}: {type(cause).__name__}: {' '.join(str(cause).split())}"
-    if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
+    if isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
         return f"{src}: {what} failed {MAX_RETRIES + 1} times: its worker or node died each time"
     first = (str(e).strip().splitlines() or [""])[0]
     return f"{node}{src}: {what}: {type(e).__name__}: {first}"
@@ -203,10 +209,74 @@ def worker_count(ray, device: str) -> int:
 
 
 def tasks_per_gpu(plan: JobPlan) -> int:
-    """Segments a GPU works on at once: as many as one process runs encoders in parallel, since a
-    task encodes its segment with one encoder and the CPU encoders, not the GPU, set the pace at
-    4K (BENCHMARKS.md)."""
+    """Segments a GPU's worker runs at once: as many as one process runs encoders in parallel,
+    since a segment has one encoder and the CPU encoders, not the GPU, set the pace at 4K
+    (BENCHMARKS.md)."""
     return max(1, plan.workers)
+
+
+@dataclass
+class _Slot:
+    """One worker actor (cluster/worker.py): usable once its model answered `warm`."""
+    actor: object
+    ready: object            # the ref of its warm() call, None once answered
+    live: bool = False
+    busy: int = 0
+
+
+class _Workers:
+    """The job's actors, one per GPU (or CPU), replaced when one dies (up to MAX_RETRIES times
+    the cluster's size; a replacement waits for room, so a lost node's share moves to the rest)."""
+
+    def __init__(self, ray, load_name: str | None, device: str, n: int):
+        self.ray, self.n = ray, n
+        res = {"num_gpus": 1} if device == "cuda" else {"num_cpus": 1}
+        # SPREAD: every node gets its share from the start (the default packs the driver's own node first).
+        self.cls = ray.remote(SegmentWorker).options(
+            **res, max_concurrency=MAX_CONCURRENCY, max_restarts=0, max_task_retries=0,
+            scheduling_strategy="SPREAD")
+        self.args = (load_name, device)
+        self.spares = MAX_RETRIES * n
+        self.slots = [self._spawn() for _ in range(n)]
+
+    def _spawn(self) -> _Slot:
+        a = self.cls.remote(*self.args)
+        return _Slot(a, a.warm.remote())
+
+    def lost(self, s: _Slot) -> None:
+        """`s` died (its process or node): drop it and start another while spares last."""
+        if s in self.slots:
+            self.slots.remove(s)
+            if self.spares > 0:
+                self.spares -= 1
+                self.slots.append(self._spawn())
+
+    def warming(self) -> dict:
+        return {s.ready: s for s in self.slots if s.ready is not None}
+
+    def answered(self, s: _Slot) -> None:
+        """Its warm() call came back: live, or lost with the error raised."""
+        ref, s.ready = s.ready, None
+        try:
+            self.ray.get(ref)
+        except self.ray.exceptions.RayActorError:
+            self.lost(s)
+            return
+        s.live = True
+
+    def plan(self, *args):
+        """The pre-flight plan on a worker (waiting for its model), on another if that one dies."""
+        for _ in range(MAX_RETRIES + 1):
+            s = next((x for x in self.slots if x.live), None) or self.slots[0]
+            try:
+                return self.ray.get(s.actor.plan.remote(*args))
+            except self.ray.exceptions.RayActorError:
+                self.lost(s)
+        raise VideoError(f"the plan failed {MAX_RETRIES + 1} times: its worker or node died each time")
+
+    def kill(self) -> None:
+        for s in self.slots:
+            self.ray.kill(s.actor, no_restart=True)
 
 
 def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None, settings: UpscaleSettings, *,
@@ -220,11 +290,11 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
     device "cpu"), as `upscale_file` would one by one: same outputs, same errors, the same job
     lock, pre-flight plan (`on_plan`, `max_memory`, `max_minutes`; the time over all workers) and
     damage handling (`strict`). Failed inputs are reported in the results (and to `on_error` as
-    they happen); the others finish. Ctrl-C cancels the tasks, keeping finished segments for
+    they happen); the others finish. Ctrl-C cancels the work, keeping finished segments for
     `resume`."""
     check_numbers(start=start, duration=duration, max_memory=max_memory, max_minutes=max_minutes)
     if device not in (None, "cpu", "cuda"):
-        raise VideoError(f"--device {device}: a scale-out run takes cpu or cuda (Ray picks the GPU of each task)")
+        raise VideoError(f"--device {device}: a scale-out run takes cpu or cuda (Ray picks the GPU of each worker)")
     load_name, mid, detail = model_identity(model, settings.detail)
     t_start = time.monotonic()
     report = Report([])
@@ -234,19 +304,11 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
     parallel = worker_count(ray, device)
     files: list[_File] = []
     locks: list[JobLock] = []
-    pending: dict = {}
-    opts = {"max_retries": MAX_RETRIES, "retry_exceptions": False}
-    if device == "cuda":
-        # A GPU error may be the GPU's, not the job's: try the segment again (max_calls=0: the
-        # worker, and its model, stays).
-        opts.update(num_gpus=1, max_calls=0, retry_exceptions=[RuntimeError])
-    else:
-        opts.update(num_cpus=1)
+    pending: dict = {}  # segment call -> (file, range, slot)
+    pool = None
     try:
-        planner = ray.remote(**{**opts, "retry_exceptions": False})(plan_on_worker)
-        # SPREAD: segments are alike and independent, so every node gets its share from the start
-        # (the default packs the driver's own node first).
-        task = ray.remote(scheduling_strategy="SPREAD", **opts)(run_segment)
+        # Workers start and load the model while the inputs are checked and planned.
+        pool = _Workers(ray, load_name, device, parallel)
         # Check and plan every input first: a bad one is reported and the others go ahead. Paths
         # travel absolute: a worker's working folder is not the driver's.
         if dst is not None:
@@ -270,8 +332,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 plan.frames = len(times)
                 share = tasks_per_gpu(plan) if device == "cuda" else 1
                 try:
-                    r.plan = ray.get(planner.remote(plan, load_name, device, max_memory, max_minutes,
-                                                    parallel * share, share))
+                    r.plan = pool.plan(plan, max_memory, max_minutes, parallel * share, share)
                 except ray.exceptions.RayError as e:
                     cause = getattr(e, "cause", None)
                     if isinstance(cause, VideoError):
@@ -301,32 +362,66 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
         if progress:
             progress(done_frames, total)
         # Largest first: the long files set the end of the job, so they start first.
+        queue: deque = deque()
         for f in sorted(files, key=lambda f: -len(f.times) * f.plan.enc.width * f.plan.enc.height):
             f.t0 = time.monotonic()
             f.plan_ref = ray.put(f.plan)
-            run = task.options(num_gpus=1 / tasks_per_gpu(f.plan)) if device == "cuda" else task
-            for rg in f.job.ranges.values():
-                if rg.index in f.todo:
-                    times = f.times[rg.first: rg.first + rg.count]
-                    pending[run.remote(f.plan_ref, rg, times, load_name, device, strict)] = (f, rg)
+            queue.extend((f, rg) for rg in f.job.ranges.values() if rg.index in f.todo)
         for f in files:
             if not f.todo:
                 _finish(f, on_error)
+        per_slot = max((tasks_per_gpu(f.plan) for f in files), default=1) if device == "cuda" else 1
+        tries: dict[tuple[int, int], int] = {}
 
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+        while queue or pending:
+            for s in pool.slots:
+                while s.live and s.busy < per_slot and queue:
+                    f, rg = queue.popleft()
+                    if f.result.error:
+                        continue
+                    ref = s.actor.run.remote(f.plan_ref, rg, f.times[rg.first: rg.first + rg.count], strict)
+                    pending[ref] = (f, rg, s)
+                    s.busy += 1
+                    f.running += 1
+            warming = pool.warming()
+            if not pending and not warming:
+                for f, _ in queue:
+                    if not f.result.error:
+                        _fail(f.result, f"{f.plan.src}: no worker left on the cluster", on_error)
+                        _drop(f)
+                break
+            ready, _ = ray.wait([*pending, *warming], num_returns=len(pending) + len(warming), timeout=0.5)
             for ref in ready:
-                if ref not in pending:  # cancelled with its failed file
+                if ref in warming:
+                    pool.answered(warming[ref])
                     continue
-                f, rg = pending.pop(ref)
-                if f.result.error:
-                    continue
+                f, rg, s = pending.pop(ref)
+                s.busy -= 1
+                f.running -= 1
                 try:
                     out = ray.get(ref)
                 except ray.exceptions.RayError as e:
                     cause = getattr(e, "cause", None)
-                    _fail(f.result, _reason(ray, e, f.plan.src, f"segment {rg.index}"), on_error, status_of(cause))
-                    _drop(ray, f, pending, keep=isinstance(cause, DamagedInput))
+                    died = isinstance(e, ray.exceptions.RayActorError)
+                    # A GPU error may be the GPU's, not the job's: try the segment again.
+                    gpu_error = device == "cuda" and isinstance(cause, RuntimeError)
+                    if died:
+                        pool.lost(s)
+                    if f.result.error:
+                        pass  # failed already: only the clean-up below
+                    elif (died or gpu_error) and tries.get((id(f), rg.index), 0) < MAX_RETRIES:
+                        tries[(id(f), rg.index)] = tries.get((id(f), rg.index), 0) + 1
+                        queue.appendleft((f, rg))
+                    else:
+                        _fail(f.result, _reason(ray, e, f.plan.src, f"segment {rg.index}"), on_error,
+                              status_of(cause))
+                        f.keep = isinstance(cause, DamagedInput)
+                    if f.result.error and not f.running:
+                        _drop(f)
+                    continue
+                if f.result.error:  # a segment of a failed file, finished after the failure
+                    if not f.running:
+                        _drop(f)
                     continue
                 f.job.record(rg, out["frames"])
                 f.todo.discard(rg.index)
@@ -341,9 +436,9 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
     except KeyboardInterrupt:
         report.interrupted = True
         refs = list(pending)
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        if refs:  # wait until the cancelled workers are gone before cleaning up after them
+        if pool is not None:
+            pool.kill()
+        if refs:  # wait until the workers are gone before cleaning up after them
             ray.wait(refs, num_returns=len(refs), timeout=15)
         for f in files:
             f.job.clean_attempts()
@@ -364,16 +459,10 @@ def _fail(r: Result, message: str, on_error, status: str = "failed") -> None:
         on_error(message)
 
 
-def _drop(ray, f: _File, pending: dict, keep: bool = False) -> None:
-    """Stop the rest of a failed file; remove its work folder (`keep`: leave the finished segments
-    for --resume, as one process does after damage under --strict)."""
-    refs = [ref for ref, (g, _) in pending.items() if g is f]
-    for ref in refs:
-        ray.cancel(ref, force=True)
-        pending.pop(ref)
-    if refs:
-        ray.wait(refs, num_returns=len(refs), timeout=15)
-    if keep:
+def _drop(f: _File) -> None:
+    """A failed file, once none of its segments runs: remove its work folder, or (`f.keep`, damage
+    under --strict) leave the finished segments for --resume, as one process does."""
+    if f.keep:
         f.job.clean_attempts()
         f.job.keep()
     else:

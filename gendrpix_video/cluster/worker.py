@@ -1,16 +1,20 @@
-"""The task bodies that run on Ray workers: the pre-flight plan of a job, and one segment of it.
+"""What runs on Ray's workers: the pre-flight plan of a job, and one segment of it, as methods of
+`SegmentWorker`, one actor per GPU (or CPU) of the cluster for the whole job.
 
-A worker process keeps every model it loaded (keyed by model and device), so the segments that
-follow on it pay nothing for the load. Problems with the shared storage are named with the node
-and the path, since the same path may work on one node and not on another.
+An actor keeps its model loaded and stays on the GPU Ray gave it: a reused task process would
+keep the CUDA view of the first task it ran, whatever GPU a later task was given. Problems with
+the shared storage are named with the node and the path, since the same path may work on one node
+and not on another.
 """
 from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 
 _models: dict[tuple[str, str], object] = {}
+_models_lock = threading.Lock()  # an actor's threads ask for the model at once
 
 
 def node_name() -> str:
@@ -22,17 +26,21 @@ def node_name() -> str:
 
 def cached_model(name: str | None, device: str):
     key = (str(name), device)
-    if key not in _models:
-        from ..loading import load_model
-        from ..policy import cuda_ready
-        from ..video.errors import VideoError
-        from ..weights import WeightsError
-        if device.startswith("cuda"):
-            cuda_ready()
-        try:
-            _models[key] = load_model(name, device=device)
-        except WeightsError as e:
-            raise VideoError(f"node {node_name()}: --model: {e}") from None
+    with _models_lock:
+        return _models[key] if key in _models else _load(key, name, device)
+
+
+def _load(key, name: str | None, device: str):
+    from ..loading import load_model
+    from ..policy import cuda_ready
+    from ..video.errors import VideoError
+    from ..weights import WeightsError
+    if device.startswith("cuda"):
+        cuda_ready()
+    try:
+        _models[key] = load_model(name, device=device)
+    except WeightsError as e:
+        raise VideoError(f"node {node_name()}: --model: {e}") from None
     return _models[key]
 
 
@@ -85,3 +93,24 @@ def run_segment(job, r, times: list[int], model_name: str | None, device: str, s
     # measures a node's throughput over the span of its segments, which may run side by side
     return {"node": node, "index": r.index, "frames": frames, "start": t0, "end": time.monotonic(),
             "damage": [(float(a), float(b)) for a, b in damage], "pid": os.getpid()}
+
+
+class SegmentWorker:
+    """One per GPU (or CPU) of the cluster, for a whole job (`ray.remote(SegmentWorker)`). The
+    driver starts them before it plans its inputs, so workers start and models load meanwhile;
+    several segments may run at once in its threads, sharing the model and one CUDA context, as
+    the encoders of one process do."""
+
+    def __init__(self, model_name: str | None, device: str):
+        self.model_name, self.device = model_name, device
+
+    def warm(self) -> str:
+        """Load the model; returns the node."""
+        cached_model(self.model_name, self.device)
+        return node_name()
+
+    def plan(self, job, max_memory, max_minutes, parallel: int, per_gpu: int = 1):
+        return plan_on_worker(job, self.model_name, self.device, max_memory, max_minutes, parallel, per_gpu)
+
+    def run(self, job, r, times: list[int], strict: bool = False) -> dict:
+        return run_segment(job, r, times, self.model_name, self.device, strict)
