@@ -6,8 +6,8 @@ One synthetic clip is upscaled by:
   ray N       `cluster.upscale_files` on a local Ray instance of N workers (N CPUs with
               --device cpu, N GPUs with --device cuda).
 fps is the file's frames over its own time (model loading before the first frame excluded in the
-plain run; the Ray run includes its workers' start and model loads, which a longer clip spreads
-thinner). Reported: Ray's overhead, 1 - fps(ray 1) / fps(plain) (target: under 5% on a GPU), and
+plain run; the Ray run includes what of its workers' start and model loads did not overlap the
+driver's planning). Reported: Ray's overhead, 1 - fps(ray 1) / fps(plain) (target: under 5% on a GPU), and
 the scaling efficiency fps(ray N) / (N x fps(ray 1)). On a CPU it also measures the machine's own
 ceiling: the model alone (no video, no Ray) in N single-thread processes at once against one, so
 that an efficiency below 1 can be told apart from what the cores (or a VM's quota) allow.
