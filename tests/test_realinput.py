@@ -150,6 +150,37 @@ def test_eval_real_command_writes_tables_plot_and_crops(real_set, tmp_path, caps
     assert "| bicubic |" in printed and "h264_deint" in printed
 
 
+def test_eval_real_merge_joins_runs_on_the_same_set(real_set, tmp_path, capsys):
+    """A new model's rows joined to an earlier run's (teachers not run again); the later row of a
+    name wins; runs on another set are refused with one line."""
+    weights = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_weights(build_model("tiny"), weights)
+    common = ["eval-real", "--set", str(real_set), "--niqe-model", "none", "--frames", "3", "--device", "cpu"]
+    assert cli_main([*common, "--model", str(weights), "--details", "1", "--teachers", "test-bicubic",
+                     "--out", str(tmp_path / "a")]) == 0
+    assert cli_main([*common, "--model", str(weights), "--details", "0.5,1", "--teachers", "none",
+                     "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / n / "real.json").read_text()) for n in "ab")
+    b["damaged"]["tiny@1"]["psnr_y"] = 99.0  # marks the row that must win
+    (tmp_path / "b" / "real.json").write_text(json.dumps(b))
+    capsys.readouterr()
+    out = tmp_path / "m"
+    assert cli_main(["eval-real", "--merge", f"{tmp_path / 'a' / 'real.json'},{tmp_path / 'b' / 'real.json'}",
+                     "--out", str(out)]) == 0
+    m = json.loads((out / "real.json").read_text())
+    assert m["methods"] == ["bicubic", "teacher test-bicubic", "tiny@1", "tiny@0.5"]
+    assert m["damaged"]["tiny@1"]["psnr_y"] == 99.0
+    assert m["chains"]["h264"]["teacher test-bicubic"] == a["chains"]["h264"]["teacher test-bicubic"]
+    assert "| tiny@0.5 |" in capsys.readouterr().out  # (no pd.png: no NIQE without its model)
+    b["settings"]["crop"] = -1
+    (tmp_path / "b" / "real.json").write_text(json.dumps(b))
+    assert cli_main(["eval-real", "--merge", f"{tmp_path / 'a' / 'real.json'},{tmp_path / 'b' / 'real.json'}",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "same set" in err[0]
+
+
 def test_eval_real_without_a_set_is_one_line(tmp_path, capsys):
     rc = cli_main(["eval-real", "--set", str(tmp_path / "missing.npz"), "--teachers", "none"])
     assert rc == 2

@@ -239,6 +239,34 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> 
 # --- report ----------------------------------------------------------------------------------
 
 
+def merge(results: list[dict]) -> dict:
+    """The rows of several runs on the same set (same crops, chains and clips) as one result, so
+    that a new model is scored without running the slow teachers again: a later run's row
+    replaces an earlier one of the same name. Raises ValueError for runs on different sets."""
+    first = results[0]
+    keys = ("names", "settings", "hr_niqe", "niqe_model")
+    for r in results[1:]:
+        for k in keys:
+            if r.get(k) != first.get(k):
+                raise ValueError(f"the runs were not made on the same set ({k} differs)")
+    out: dict = {k: first.get(k) for k in keys}
+    out.update(methods=[], chains={c: {} for c in CHAINS}, per_crop={c: {} for c in CHAINS},
+               damaged={}, temporal={}, seconds=sum(r.get("seconds", 0) for r in results))
+    for r in results:
+        for m in r["methods"]:
+            if m not in out["methods"]:
+                out["methods"].append(m)
+            for c in CHAINS:
+                out["chains"][c][m] = r["chains"][c][m]
+                out["per_crop"][c][m] = r["per_crop"][c][m]
+            out["damaged"][m] = r["damaged"][m]
+            out["temporal"][m] = r["temporal"].get(m, {})
+        if "ground truth" in r["temporal"]:
+            out["temporal"]["ground truth"] = r["temporal"]["ground truth"]
+    return out
+
+
+
 def _f(v, nd=2):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
@@ -363,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "default: the model at its default detail")
     p.add_argument("--grid-only", action="store_true",
                    help="only crops.png, for the grid's columns (no scores): quick on a CPU")
+    p.add_argument("--merge", metavar="A.json,B.json",
+                   help="no scoring: join the rows of earlier runs on the same set (a later row of "
+                        "the same name wins) into real.json and pd.png, and print the tables")
     p.add_argument("--out", default="runs/real", help="folder for real.json, pd.png and crops.png")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     return p
@@ -370,6 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    if a.merge:
+        try:
+            res = merge([json.loads(Path(f).read_text()) for f in a.merge.split(",") if f])
+        except (OSError, ValueError, KeyError) as e:
+            print(f"gendrpix-video: error: eval-real --merge: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        pd_plot(res, out / "pd.png")
+        (out / "real.json").write_text(json.dumps(res, indent=1) + "\n")
+        print(markdown(res))
+        return 0
     from ..loading import load_model
     from ..weights import WeightsError
     from .teacher import load_teacher
