@@ -219,6 +219,21 @@ def test_same_output_as_one_process(cluster, work, capsys):
     assert not (root / ".short.cluster.mkv.gendrpix").exists()
 
 
+def test_segments_side_by_side_in_a_worker(cluster, work, tmp_path, capsys):
+    """A preset with two encoders: each worker runs two segments at once in its threads, sharing
+    its model, as a GPU worker does; the output is still the one-process output."""
+    root, _, clips, model = work
+    preset = tmp_path / "two.yaml"
+    preset.write_text(PRESET.replace("encoders: 1", "encoders: 2"))
+    flags = ["--preset", preset, "--model", model, "--scale", "4", "--device", "cpu", "--quiet"]
+    code, _, err = run_upscale(capsys, clips["short"], "-o", tmp_path / "one.mkv", *map(str, flags))
+    assert code == 0, err
+    p = upscale(clips["short"], "-o", tmp_path / "farm.mkv", *flags, "--cluster", cluster.address)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert_same(tmp_path / "one.mkv", tmp_path / "farm.mkv")
+
+
 def test_bad_input_among_good(cluster, work, tmp_path):
     """The bad file gets one line and FAILED in the summary; the others finish; exit 1."""
     _, preset, clips, model = work

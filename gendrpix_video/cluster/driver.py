@@ -42,7 +42,7 @@ from .worker import SegmentWorker
 # Ray's own extras cost start-up time and write outside the job; a farm can turn them back on.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 MAX_RETRIES = 4  # reruns of a segment whose worker or node died
-MAX_CONCURRENCY = 16  # an actor's threads; the driver sends each at most tasks_per_gpu segments
+MAX_CONCURRENCY = 16  # an actor's threads; the driver sends each at most segments_per_worker
 
 Progress = Callable[[int, int | None], None]
 
@@ -208,10 +208,10 @@ def worker_count(ray, device: str) -> int:
     return max(1, int(ray.cluster_resources().get("GPU" if device == "cuda" else "CPU", 1)))
 
 
-def tasks_per_gpu(plan: JobPlan) -> int:
-    """Segments a GPU's worker runs at once: as many as one process runs encoders in parallel,
-    since a segment has one encoder and the CPU encoders, not the GPU, set the pace at 4K
-    (BENCHMARKS.md)."""
+def segments_per_worker(plan: JobPlan) -> int:
+    """Segments a worker runs at once (in its threads): as many as one process runs encoders in
+    parallel, since a segment has one encoder and the CPU encoders, not the GPU, set the pace at
+    4K (BENCHMARKS.md)."""
     return max(1, plan.workers)
 
 
@@ -267,6 +267,8 @@ class _Workers:
     def plan(self, *args):
         """The pre-flight plan on a worker (waiting for its model), on another if that one dies."""
         for _ in range(MAX_RETRIES + 1):
+            if not self.slots:
+                break
             s = next((x for x in self.slots if x.live), None) or self.slots[0]
             try:
                 return self.ray.get(s.actor.plan.remote(*args))
@@ -330,7 +332,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 if not times:
                     raise VideoError(f"{src}: no video frames in the selected range")
                 plan.frames = len(times)
-                share = tasks_per_gpu(plan) if device == "cuda" else 1
+                share = segments_per_worker(plan)
                 try:
                     r.plan = pool.plan(plan, max_memory, max_minutes, parallel * share, share)
                 except ray.exceptions.RayError as e:
@@ -370,7 +372,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
         for f in files:
             if not f.todo:
                 _finish(f, on_error)
-        per_slot = max((tasks_per_gpu(f.plan) for f in files), default=1) if device == "cuda" else 1
+        per_slot = max((segments_per_worker(f.plan) for f in files), default=1)
         tries: dict[tuple[int, int], int] = {}
 
         while queue or pending:

@@ -45,17 +45,17 @@ def _load(key, name: str | None, device: str):
 
 
 def plan_on_worker(job, model_name: str | None, device: str, max_memory: float | None,
-                   max_minutes: float | None, parallel: int, per_gpu: int = 1):
-    """The pre-flight plan of `job` (a video.pipeline.JobPlan) as one worker runs it: one encoder
-    and a short queue each, `parallel` workers sharing the frames, `per_gpu` of them sharing a
-    GPU. Raises PlanRefused."""
+                   max_minutes: float | None, parallel: int, per_worker: int = 1):
+    """The pre-flight plan of `job` (a video.pipeline.JobPlan) as the workers run it: `parallel`
+    segments at once over the cluster, `per_worker` of them in one worker (an encoder and a short
+    queue each, the GPU shared). Raises PlanRefused."""
     import torch
 
     from ..video.pipeline import preflight
     model = cached_model(model_name, device)
     return preflight(job, model, torch.device(model.device), max_memory=max_memory, max_minutes=max_minutes,
-                     encoders=1, encode_frames=max(2, 2 * job.batch), parallel=parallel,
-                     per_device=per_gpu)
+                     encoders=per_worker, encode_frames=per_worker * max(2, 2 * job.batch), parallel=parallel,
+                     per_device=per_worker)
 
 
 def run_segment(job, r, times: list[int], model_name: str | None, device: str, strict: bool = False) -> dict:
@@ -109,8 +109,8 @@ class SegmentWorker:
         cached_model(self.model_name, self.device)
         return node_name()
 
-    def plan(self, job, max_memory, max_minutes, parallel: int, per_gpu: int = 1):
-        return plan_on_worker(job, self.model_name, self.device, max_memory, max_minutes, parallel, per_gpu)
+    def plan(self, job, max_memory, max_minutes, parallel: int, per_worker: int = 1):
+        return plan_on_worker(job, self.model_name, self.device, max_memory, max_minutes, parallel, per_worker)
 
     def run(self, job, r, times: list[int], strict: bool = False) -> dict:
         return run_segment(job, r, times, self.model_name, self.device, strict)

@@ -297,7 +297,8 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
             plan.seconds_per_pixel /= parallel
             plan.seconds = model_seconds(plan)
         plan.notes.append(f"{parallel} workers share the frames; host memory is each worker's"
-                          + (f", GPU memory {per_device} workers' on each GPU" if per_device > 1 else ""))
+                          + (f", GPU memory {per_device} workers' on each GPU"
+                             if per_device > 1 and plan.gpu_bytes is not None else ""))
     check(plan, model, shape, aspect=W / H)
     return plan
 
