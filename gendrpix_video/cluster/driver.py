@@ -237,6 +237,7 @@ class _Workers:
             scheduling_strategy="SPREAD")
         self.args = (load_name, device)
         self.spares = MAX_RETRIES * n
+        self.error: str | None = None  # why a worker could not start, for "no worker left"
         self.slots = [self._spawn() for _ in range(n)]
 
     def _spawn(self) -> _Slot:
@@ -260,6 +261,12 @@ class _Workers:
         try:
             self.ray.get(ref)
         except self.ray.exceptions.RayActorError:
+            self.lost(s)
+            return
+        except self.ray.exceptions.RayError as e:  # its model did not load there (a path, a GPU)
+            cause = getattr(e, "cause", None)
+            self.error = str(cause) if isinstance(cause, VideoError) else f"{type(cause or e).__name__}: {cause or e}"
+            self.ray.kill(s.actor, no_restart=True)
             self.lost(s)
             return
         s.live = True
@@ -389,7 +396,8 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
             if not pending and not warming:
                 for f, _ in queue:
                     if not f.result.error:
-                        _fail(f.result, f"{f.plan.src}: no worker left on the cluster", on_error)
+                        why = f" (last: {' '.join(pool.error.split())})" if pool.error else ""
+                        _fail(f.result, f"{f.plan.src}: no worker left on the cluster{why}", on_error)
                         _drop(f)
                 break
             ready, _ = ray.wait([*pending, *warming], num_returns=len(pending) + len(warming), timeout=0.5)
