@@ -413,9 +413,12 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 except ray.exceptions.RayError as e:
                     cause = getattr(e, "cause", None)
                     died = isinstance(e, ray.exceptions.RayActorError)
-                    # A GPU error may be the GPU's, not the job's: try the segment again.
+                    # A GPU error may be the GPU's, not the job's: try the segment again, on a
+                    # fresh worker (a CUDA error can leave the worker's context unusable).
                     gpu_error = device == "cuda" and isinstance(cause, RuntimeError)
-                    if died:
+                    if gpu_error and s in pool.slots:
+                        ray.kill(s.actor, no_restart=True)
+                    if died or gpu_error:
                         pool.lost(s)
                     if f.result.error:
                         pass  # failed already: only the clean-up below
