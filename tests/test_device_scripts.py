@@ -82,3 +82,33 @@ def test_sweep_runs_one_training_per_gpu_and_grid_scores_them(tmp_path):
     assert [f.name for f in out.iterdir()] == ["runs.tar.part.aa"]
     listing = subprocess.run(["tar", "tf", str(out / "runs.tar.part.aa")], capture_output=True, text=True).stdout
     assert "b/model_fp16.safetensors" in listing and "a/" not in listing
+
+
+def test_pack_fills_calls_in_order_and_splits_what_no_call_holds(tmp_path):
+    """Every piece once, each call's folder within the budget, a large file's parts in call order
+    (device_stash.sh then joins them back)."""
+    src = tmp_path / "src"
+    (src / "photos").mkdir(parents=True)
+    (src / "photos" / "a.jpg").write_bytes(os.urandom(300))
+    big = os.urandom(2500)
+    (src / "teacher.safetensors").write_bytes(big)
+    (src / "small.npz").write_bytes(os.urandom(400))
+    out = tmp_path / "pack"
+    r = subprocess.run([str(SCRIPTS / "device_pack.py"), str(out), str(src / "photos"),
+                        str(src / "teacher.safetensors"), str(src / "small.npz"), "--budget", "1000"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    calls = sorted(out.iterdir(), key=lambda d: int(d.name[1:]))
+    assert [d.name for d in calls] == ["c1", "c2", "c3", "c4"]
+    for d in calls:
+        assert sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) <= 1000
+    names = [sorted(p.name for p in d.iterdir()) for d in calls]
+    assert names == [["photos", "teacher.safetensors.part.aa"], ["teacher.safetensors.part.ab"],
+                     ["small.npz.part.aa", "teacher.safetensors.part.ac"], ["small.npz.part.ab"]]
+    env = dict(os.environ, STASH=str(tmp_path / "stash"))
+    for d in calls:  # one device call each
+        subprocess.run(["bash", str(SCRIPTS / "device_stash.sh"), *map(str, d.iterdir())], env=env,
+                       check=True, capture_output=True)
+    assert (tmp_path / "stash" / "teacher.safetensors").read_bytes() == big
+    assert (tmp_path / "stash" / "small.npz").read_bytes() == (src / "small.npz").read_bytes()
+    assert (tmp_path / "stash" / "photos" / "a.jpg").exists()
