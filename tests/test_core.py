@@ -316,3 +316,14 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     assert "Apache-2.0" in m.metadata["license"]
     assert main(["info"]) == 0
     assert "default detail 0.25" in capsys.readouterr().out
+
+
+def test_bench_flops_counts_a_wider_network_without_a_gpu(capsys):
+    """`bench --flops`: a wider first level costs more operations a pass, counted on the meta device."""
+    from gendrpix_video.measure.bench import main as bench_main
+    assert bench_main(["--flops", "--configs", "tiny,tiny@64/64", "--sizes", "128x64"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == ["tiny", "tiny@64/64"] and rows[0][-1] == "x1.00"
+    assert float(rows[1][-1][1:]) > 1.5 and float(rows[1][2][:-1]) > float(rows[0][2][:-1])  # x ratio, parameters
+    assert bench_main(["--flops", "--configs", "nope"]) == 2
+    assert "'nope' is not a config" in capsys.readouterr().err

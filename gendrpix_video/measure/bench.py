@@ -189,9 +189,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--profile", action="store_true", help="print the top kernels of the first config and size")
     p.add_argument("--e2e", action="store_true", help="end-to-end video benchmark (decode, model, encode)")
+    p.add_argument("--flops", action="store_true",
+                   help="no timing, no GPU: floating-point operations of one UNet pass per config and "
+                        "size (NAME@C1/C2/C3 is config NAME with those level widths)")
     p.add_argument("--scale-out", action="store_true",
                    help="fps against Ray workers beside the plain run (measure/bench_scale.py)")
     return p
+
+
+def flops_of(cfg, size: tuple[int, int]) -> tuple[float, int]:
+    """(FLOPs of one pass at output size (H, W), parameters), counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+    m = build_model(cfg, device="meta").eval()
+    h, w = size
+    x = torch.zeros(1, 3, h + (-h) % 8, w + (-w) % 8, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(x)
+    return float(fc.get_total_flops()), sum(q.numel() for q in m.parameters())
+
+
+def print_flops(names: list[str], sizes: list[tuple[int, int]]) -> int:
+    """What a wider or deeper network would cost, before training it: FLOPs against the first
+    config's (time on the GPU scales with them only roughly: BENCHMARKS.md has measured times)."""
+    rows = []
+    for spec in [n for n in names if n]:
+        name, _, widths = spec.partition("@")
+        try:
+            cfg = CONFIGS[name]
+            if widths:
+                cfg = cfg.replace(name=spec, block_out_channels=tuple(int(v) for v in widths.split("/")))
+        except (KeyError, ValueError):
+            print(f"gendrpix-video: error: --configs: {spec!r} is not a config (NAME or NAME@C1/C2/...)",
+                  file=sys.stderr)
+            return 2
+        for size in sizes:
+            rows.append((spec, size, *flops_of(cfg, size)))
+    for spec, (h, w), f, n in rows:
+        ref = next(r[2] for r in rows if r[1] == (h, w))
+        print(f"{spec:24} {w}x{h}  {n / 1e6:7.2f}M parameters  {f / 1e9:9.1f} GFLOP a pass  x{f / ref:.2f}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--scale-out")
         return bench_scale.main(argv)
     args = build_parser().parse_args(argv)
+    if args.flops:
+        return print_flops(args.configs.split(","), [parse_size(x) for x in args.sizes.split(",")])
     if not torch.cuda.is_available():
         print("gendrpix-video: error: the benchmark needs a CUDA GPU", file=sys.stderr)
         return 2
