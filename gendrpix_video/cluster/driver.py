@@ -229,7 +229,7 @@ class _Workers:
     the cluster's size; a replacement waits for room, so a lost node's share moves to the rest)."""
 
     def __init__(self, ray, load_name: str | None, device: str, n: int):
-        self.ray, self.n = ray, n
+        self.ray = ray
         res = {"num_gpus": 1} if device == "cuda" else {"num_cpus": 1}
         # SPREAD: every node gets its share from the start (the default packs the driver's own node first).
         self.cls = ray.remote(SegmentWorker).options(
@@ -244,9 +244,12 @@ class _Workers:
         a = self.cls.remote(*self.args)
         return _Slot(a, a.warm.remote())
 
-    def lost(self, s: _Slot) -> None:
-        """`s` died (its process or node): drop it and start another while spares last."""
+    def lost(self, s: _Slot, kill: bool = False) -> None:
+        """`s` died (its process or node), or is unusable (`kill`: end it first): drop it and start
+        another while spares last."""
         if s in self.slots:
+            if kill:
+                self.ray.kill(s.actor, no_restart=True)
             self.slots.remove(s)
             if self.spares > 0:
                 self.spares -= 1
@@ -266,8 +269,7 @@ class _Workers:
         except self.ray.exceptions.RayError as e:  # its model did not load there (a path, a GPU)
             cause = getattr(e, "cause", None)
             self.error = str(cause) if isinstance(cause, VideoError) else f"{type(cause or e).__name__}: {cause or e}"
-            self.ray.kill(s.actor, no_restart=True)
-            self.lost(s)
+            self.lost(s, kill=True)
             return
         s.live = True
 
@@ -416,14 +418,13 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                     # A GPU error may be the GPU's, not the job's: try the segment again, on a
                     # fresh worker (a CUDA error can leave the worker's context unusable).
                     gpu_error = device == "cuda" and isinstance(cause, RuntimeError)
-                    if gpu_error and s in pool.slots:
-                        ray.kill(s.actor, no_restart=True)
                     if died or gpu_error:
-                        pool.lost(s)
+                        pool.lost(s, kill=gpu_error)
+                    key = (id(f), rg.index)
                     if f.result.error:
                         pass  # failed already: only the clean-up below
-                    elif (died or gpu_error) and tries.get((id(f), rg.index), 0) < MAX_RETRIES:
-                        tries[(id(f), rg.index)] = tries.get((id(f), rg.index), 0) + 1
+                    elif (died or gpu_error) and tries.get(key, 0) < MAX_RETRIES:
+                        tries[key] = tries.get(key, 0) + 1
                         queue.appendleft((f, rg))
                     else:
                         _fail(f.result, _reason(ray, e, f.plan.src, f"segment {rg.index}"), on_error,

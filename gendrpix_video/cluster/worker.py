@@ -13,8 +13,6 @@ import os
 import threading
 import time
 
-_models: dict[tuple[str, str], object] = {}
-_models_lock = threading.Lock()  # an actor's threads ask for the model at once
 
 
 def node_name() -> str:
@@ -24,13 +22,9 @@ def node_name() -> str:
     return f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
 
 
-def cached_model(name: str | None, device: str):
-    key = (str(name), device)
-    with _models_lock:
-        return _models[key] if key in _models else _load(key, name, device)
-
-
-def _load(key, name: str | None, device: str):
+def load_on_node(name: str | None, device: str):
+    """The model `name` (a shipped name or a path every node sees) on `device`; a file this node
+    cannot load is named with the node."""
     from ..loading import load_model
     from ..policy import cuda_ready
     from ..video.errors import VideoError
@@ -38,31 +32,28 @@ def _load(key, name: str | None, device: str):
     if device.startswith("cuda"):
         cuda_ready()
     try:
-        _models[key] = load_model(name, device=device)
+        return load_model(name, device=device)
     except WeightsError as e:
         raise VideoError(f"node {node_name()}: --model: {e}") from None
-    return _models[key]
 
 
-def plan_on_worker(job, model_name: str | None, device: str, max_memory: float | None,
-                   max_minutes: float | None, parallel: int, per_worker: int = 1):
+def plan_on_worker(job, model, max_memory: float | None, max_minutes: float | None, parallel: int,
+                   per_worker: int = 1):
     """The pre-flight plan of `job` (a video.pipeline.JobPlan) as the workers run it: `parallel`
     segments at once over the cluster, `per_worker` of them in one worker (an encoder and a short
     queue each, the GPU shared). Raises PlanRefused."""
     import torch
 
     from ..video.pipeline import preflight
-    model = cached_model(model_name, device)
     return preflight(job, model, torch.device(model.device), max_memory=max_memory, max_minutes=max_minutes,
                      encoders=per_worker, encode_frames=per_worker * max(2, 2 * job.batch), parallel=parallel,
                      per_device=per_worker)
 
 
-def run_segment(job, r, times: list[int], model_name: str | None, device: str, strict: bool = False) -> dict:
+def run_segment(job, r, times: list[int], model, strict: bool = False) -> dict:
     """Encode segment `r` (a video.segments.Range, its frames' timestamps `times`) of `job` (a
-    video.pipeline.JobPlan) with the model `model_name` (a shipped name or a path every node sees)
-    on `device` ("cuda": the GPU Ray gave the task, or "cpu"). Returns what the driver records:
-    the node, frames, seconds and the damaged input ranges met."""
+    video.pipeline.JobPlan) with `model` (on the GPU Ray gave the worker, or the CPU). Returns
+    what the driver records: the node, frames, start and end, and the damaged input ranges met."""
     import torch
 
     from ..video.errors import VideoError
@@ -79,7 +70,6 @@ def run_segment(job, r, times: list[int], model_name: str | None, device: str, s
         why = "no such folder" if not job_dir.exists() else "not writable"
         raise VideoError(f"node {node}: cannot write segment {r.index} to {job_dir} ({why}); "
                          "every node needs the same output path")
-    model = cached_model(model_name, device)
     damage: list = []
     try:
         frames = encode_frames(job, r, times, model, torch.device(model.device), strict=strict, damage=damage)
@@ -103,14 +93,22 @@ class SegmentWorker:
 
     def __init__(self, model_name: str | None, device: str):
         self.model_name, self.device = model_name, device
+        self._model = None
+        self._lock = threading.Lock()  # its threads ask for the model at once
+
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                self._model = load_on_node(self.model_name, self.device)
+            return self._model
 
     def warm(self) -> str:
         """Load the model; returns the node."""
-        cached_model(self.model_name, self.device)
+        self.model()
         return node_name()
 
     def plan(self, job, max_memory, max_minutes, parallel: int, per_worker: int = 1):
-        return plan_on_worker(job, self.model_name, self.device, max_memory, max_minutes, parallel, per_worker)
+        return plan_on_worker(job, self.model(), max_memory, max_minutes, parallel, per_worker)
 
     def run(self, job, r, times: list[int], strict: bool = False) -> dict:
-        return run_segment(job, r, times, self.model_name, self.device, strict)
+        return run_segment(job, r, times, self.model(), strict)

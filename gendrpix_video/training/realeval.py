@@ -266,7 +266,6 @@ def merge(results: list[dict]) -> dict:
     return out
 
 
-
 def _f(v, nd=2):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
