@@ -50,12 +50,19 @@ class UNetConfig:
     mid_attention: bool = True
     timestep: float = field(default_factory=lambda: round(timestep_for_alpha_bar(0.5), 4))
     residual: bool = True          # (ours) output added to the bicubic input
+    # (ours) extra input planes telling each output pixel where it lies on the input's pixel grid
+    # (sin and cos of its input coordinate, y and x: 4). At a scale that is not a divisor of 8 the
+    # grid's phase changes from position to position, and without it the network cannot tell
+    # which sharpening fits; in_channels counts them ((3 + lr_grid) x 64).
+    lr_grid: int = 0
     pad_mode: str = "reflect"      # (ours) padding to the x8 grid
     description: str = ""
 
     def __post_init__(self):
         if len(self.attention) != len(self.block_out_channels):
             raise ValueError(f"config {self.name}: attention needs one flag per level")
+        if self.lr_grid and (self.lr_grid != 4 or self.in_channels != (3 + self.lr_grid) * SHUFFLE * SHUFFLE):
+            raise ValueError(f"config {self.name}: lr_grid must be 0 or 4, with in_channels (3 + lr_grid) x 64")
         for c, att in zip(self.block_out_channels, self.attention):
             if c % self.norm_num_groups:
                 raise ValueError(f"config {self.name}: {c} channels do not divide into {self.norm_num_groups} groups")
@@ -146,9 +153,16 @@ register(CONFIGS["small"].replace(
     name="wide", block_out_channels=(128, 128, 192),
     description="about 17M parameters (35 MB in fp16): small with a 128-channel first level; the shipped default",
 ))
+register(CONFIGS["wide"].replace(
+    name="wide-grid", lr_grid=4, in_channels=(3 + 4) * SHUFFLE * SHUFFLE,
+    description="wide with the input-grid planes (about 17.6M parameters); "
+                "`python -m gendrpix_video.training.grow` makes one from a wide model, same output",
+))
 # Tests: restores a 64x64 frame on the CPU in milliseconds.
 register(UNetConfig(
     name="tiny", block_out_channels=(32, 64), attention=(False, True), layers_per_block=1,
     head_dim=32, cross_attention_dim=32, context_tokens=2, norm_num_groups=8,
     description="for tests only",
 ))
+register(CONFIGS["tiny"].replace(name="tiny-grid", lr_grid=4, in_channels=(3 + 4) * SHUFFLE * SHUFFLE,
+                                 description="for tests only: tiny with the input-grid planes"))

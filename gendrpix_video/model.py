@@ -85,18 +85,29 @@ class GenDRPix(nn.Module):
         return super().load_state_dict(*args, **kwargs)
 
     # -- the network ------------------------------------------------------------------------------
-    def to_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The input transform: [0, 1] -> [-1, 1] (`s`), then x8 unshuffle (`z`, the UNet's input)."""
+    def to_latent(self, x: torch.Tensor, grid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input transform: [0, 1] -> [-1, 1] (`s`), then x8 unshuffle (`z`, the UNet's input).
+        A config with `lr_grid` planes takes them in `grid` (1 or N x 4 x H x W, see
+        `padcfg.input_grid`); None gives zeros (images that are no upscale, e.g. the
+        discriminator's)."""
         s = x * 2 - 1
-        z = F.pixel_unshuffle(s, SHUFFLE)
+        if self.config.lr_grid:
+            n, _, h, w = s.shape
+            grid = (s.new_zeros(n, self.config.lr_grid, h, w) if grid is None
+                    else grid.to(s.dtype).expand(n, -1, -1, -1))
+            z = F.pixel_unshuffle(torch.cat([s, grid], 1), SHUFFLE)
+        else:
+            z = F.pixel_unshuffle(s, SHUFFLE)
         if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             z = z.contiguous(memory_format=torch.channels_last)
         return s, z
 
-    def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None,
+                grid: torch.Tensor | None = None) -> torch.Tensor:
         """`x`: N x 3 x H x W in [0, 1], H and W multiples of 8. `ctx_index`: per-sample context
-        (POS/NEG); None means c_pos for all. Returns N x 3 x H x W (not clamped)."""
-        s, z = self.to_latent(x)
+        (POS/NEG); None means c_pos for all. `grid`: the input-grid planes, padded as `x` (configs
+        with `lr_grid`). Returns N x 3 x H x W (not clamped)."""
+        s, z = self.to_latent(x, grid)
         out = F.pixel_shuffle(self.unet(z, self.conditioning(), ctx_index), SHUFFLE)
         y = s + out if self.config.residual else out
         return (y + 1) * 0.5

@@ -10,6 +10,8 @@ The phases come from the seed and stay fixed for a whole clip, so every frame se
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 
 import torch
@@ -53,6 +55,33 @@ def pad_to_grid(x: torch.Tensor, phase: Pad, mode: str) -> torch.Tensor:
     return F.pad(x, (l, r, t, b), mode=mode)
 
 
+@functools.lru_cache(maxsize=8)  # a clip asks for the same planes every frame
+def input_grid(lr_hw: tuple[int, int], size: tuple[int, int], device=None, dtype=None) -> torch.Tensor:
+    """1 x 4 x H x W: where each pixel of the `size` upscale lies on the `lr_hw` input's pixel grid,
+    as sin and cos of its input coordinate (y, then x; bicubic's half-pixel centres), one period
+    an input pixel. Padded like the image (reflect mirrors both alike)."""
+    planes = []
+    for n_in, n_out in zip(lr_hw, size):
+        u = (torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5
+        planes += [torch.sin(2 * math.pi * u), torch.cos(2 * math.pi * u)]
+    (sy, cy), (sx, cx) = planes[:2], planes[2:]
+    h, w = size
+    grid = torch.stack([sy[:, None].expand(h, w), cy[:, None].expand(h, w),
+                        sx[None, :].expand(h, w), cx[None, :].expand(h, w)])
+    return grid[None].to(dtype or torch.float32)
+
+
+def run_padded(model: GenDRPix, x_up: torch.Tensor, phase: Pad, ctx: torch.Tensor | None = None,
+               lr_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """The network on `x_up` (the bicubic upscale of an `lr_hw` input) padded by `phase`, cropped back."""
+    size = tuple(x_up.shape[-2:])
+    mode = model.config.pad_mode
+    grid = None
+    if model.config.lr_grid:
+        grid = pad_to_grid(input_grid(tuple(lr_hw or size), size, x_up.device, x_up.dtype), phase, mode)
+    return crop(model(pad_to_grid(x_up, phase, mode), ctx, grid), phase, size)
+
+
 def crop(y: torch.Tensor, phase: Pad, size: tuple[int, int]) -> torch.Tensor:
     l, _, t, _ = phase
     return y[..., t:t + size[0], l:l + size[1]]
@@ -85,17 +114,23 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     work = model.dtype if x.is_cuda else torch.float32
     x_up = resize(x.to(work), size).to(model.dtype)
     pos, neg = grid_phases(seed)
-    mode = model.config.pad_mode
+    lr_hw = tuple(x.shape[-2:])
     if detail == 1.0:
-        y = crop(model(pad_to_grid(x_up, pos, mode)), pos, size)
+        y = run_padded(model, x_up, pos, None, lr_hw)
     elif detail == 0.0:
-        ctx = torch.full((x_up.shape[0],), NEG, device=model.device)
-        y = crop(model(pad_to_grid(x_up, neg, mode), ctx), neg, size)
+        y = run_padded(model, x_up, neg, torch.full((x_up.shape[0],), NEG, device=model.device), lr_hw)
     else:
+        # Both branches in one batch: one launch of every layer for the pair.
         n = x_up.shape[0]
+        mode = model.config.pad_mode
         batch = torch.cat([pad_to_grid(x_up, pos, mode), pad_to_grid(x_up, neg, mode)])
         ctx = torch.tensor([POS] * n + [NEG] * n, device=model.device)
-        out = model(batch, ctx)
+        grid = None
+        if model.config.lr_grid:
+            g = input_grid(lr_hw, size, model.device, model.dtype)  # cached: do not modify
+            grid = torch.cat([pad_to_grid(g, pos, mode).expand(n, -1, -1, -1),
+                              pad_to_grid(g, neg, mode).expand(n, -1, -1, -1)])
+        out = model(batch, ctx, grid)
         y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
     # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..configs import SHUFFLE
 from ..model import NEG, POS, build_model, count_parameters
-from ..padcfg import crop, pad_to_grid, restore
+from ..padcfg import restore, run_padded
 from ..policy import cuda_ready, pick_device
 from ..weights import load_weights, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -61,6 +61,9 @@ def build_parser():
                         "estimated from the step time after 100 steps and again every 500 (one-shot runs)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--scale", type=_scale_range, default=(2.0, 4.0), metavar="MIN,MAX",
+                   help="overall scales drawn uniformly per batch (one number: that scale only); "
+                        "stored in the weights as the scale range the model serves")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--hr-weight", type=float, default=1.0, help="a: weight of L1 to the ground truth")
     p.add_argument("--stage2-hr-weight", type=float, default=0.0,
@@ -132,7 +135,7 @@ class PairBank:
     def __init__(self, photos: PhotoBank, teacher, args, g: torch.Generator, clean_teacher=None):
         self.photos, self.teacher, self.args, self.g = photos, teacher, args, g
         self.clean_teacher = clean_teacher or teacher
-        self.opts = DegradeOptions()
+        self.opts = DegradeOptions(scale=args.scale)
         self.items: list[tuple] = []
         self.made = 0
         self.kinds = {"clean": 0, "mild": 0, "video": 0, "full": 0}
@@ -182,7 +185,7 @@ def forward_random_phase(model, lr, size, ctx, phase=None):
     x = F.interpolate(lr, size=size, mode="bicubic", align_corners=False)
     p, q = phase or (random.randrange(SHUFFLE), random.randrange(SHUFFLE))
     phase = (p, SHUFFLE - p, q, SHUFFLE - q)
-    return crop(model(pad_to_grid(x, phase, model.config.pad_mode), ctx), phase, size)
+    return run_padded(model, x, phase, ctx, tuple(lr.shape[-2:]))
 
 
 def stability_loss(net, lr, y, size, ctx, phase, share=0.25, sigma=(1 / 255, 8 / 255)):
@@ -226,6 +229,17 @@ class ValSet:
     def psnr(self, fn) -> float:
         vals = [float(psnr_y(fn(lr, tuple(hr.shape[-2:])).float(), hr)) for lr, hr in zip(self.lr, self.hr)]
         return sum(vals) / len(vals)
+
+
+def _scale_range(text: str) -> tuple[float, float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a scale or MIN,MAX") from None
+    lo, hi = (vals[0], vals[0]) if len(vals) == 1 else tuple(vals)[:2] if len(vals) == 2 else (0, 0)
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"'{text}': scales must be 1 <= MIN <= MAX")
+    return lo, hi
 
 
 def main(argv=None) -> int:
@@ -426,9 +440,9 @@ def _train(args, group: distributed.Group) -> int:
         run_eval(shipped, val, state, state["gpu_seconds"])
         save_checkpoint(ckpt_path, model, opt, state, disc, d_opt, ema)
         shipped.metadata = {"provenance": provenance(args, state, group, state["gpu_seconds"])}
-        save_weights(shipped, out / "model.safetensors", scale_range=(2.0, 4.0))
+        save_weights(shipped, out / "model.safetensors", scale_range=args.scale)
         if args.ship:
-            save_weights(shipped, args.ship, dtype=torch.float16, scale_range=(2.0, 4.0),
+            save_weights(shipped, args.ship, dtype=torch.float16, scale_range=args.scale,
                          license="Apache-2.0 (weights); trained on CC/GPL photos from Debian packages, "
                                  f"teacher {args.teacher}"
                                  + (f", clean-input teacher {args.clean_teacher}" if args.clean_teacher else "")
@@ -471,7 +485,7 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(gpu_seconds / 60, 1),
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
-                video_fraction=args.video_fraction, data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr,
+                video_fraction=args.video_fraction, data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr, scale=list(args.scale),
                 val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
     if args.stage == 2:
         prov["losses"] = dict(teacher=args.stage2_teacher_weight, hr=args.stage2_hr_weight, adv=args.adv_weight,
@@ -491,7 +505,7 @@ def save_snapshot(model, out: Path, args, state, group, gpu_seconds: float) -> N
     model.metadata = {"provenance": provenance(args, state, group, gpu_seconds)}
     (out / "snapshots").mkdir(exist_ok=True)
     save_weights(model, out / "snapshots" / f"step_{state['step']:06d}.safetensors", dtype=torch.float16,
-                 scale_range=(2.0, 4.0))
+                 scale_range=args.scale)
 
 
 def teacher_dtype(teacher):
