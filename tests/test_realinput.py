@@ -145,9 +145,13 @@ def test_eval_real_command_writes_tables_plot_and_crops(real_set, tmp_path, caps
     assert res["temporal"]["bicubic"]["warp_x"] == 1.0
     assert res["temporal"]["teacher test-bicubic"]["warp_x"] == pytest.approx(1.0, abs=0.02)
     assert res["damaged"]["bicubic"]["lattice"] > 0
+    # clean input at x2 and x3 too: less lost than at x4, so bicubic scores higher there
+    sc = res["clean_scales"]
+    assert set(sc) == {"x2", "x3"} and set(sc["x2"]) == set(res["methods"])
+    assert sc["x2"]["bicubic"]["psnr_y"] > sc["x3"]["bicubic"]["psnr_y"] > res["chains"]["clean"]["bicubic"]["psnr_y"]
     assert (out / "crops.png").stat().st_size > 0
     printed = capsys.readouterr().out
-    assert "| bicubic |" in printed and "h264_deint" in printed
+    assert "| bicubic |" in printed and "h264_deint" in printed and "| method | x2 | x3 | x4 |" in printed
 
 
 def test_eval_real_merge_joins_runs_on_the_same_set(real_set, tmp_path, capsys):
@@ -172,6 +176,8 @@ def test_eval_real_merge_joins_runs_on_the_same_set(real_set, tmp_path, capsys):
     assert m["methods"] == ["bicubic", "teacher test-bicubic", "tiny@1", "tiny@0.5"]
     assert m["damaged"]["tiny@1"]["psnr_y"] == 99.0
     assert m["chains"]["h264"]["teacher test-bicubic"] == a["chains"]["h264"]["teacher test-bicubic"]
+    assert m["clean_scales"]["x2"]["teacher test-bicubic"] == a["clean_scales"]["x2"]["teacher test-bicubic"]
+    assert m["clean_scales"]["x3"]["tiny@0.5"] == b["clean_scales"]["x3"]["tiny@0.5"]
     assert "| tiny@0.5 |" in capsys.readouterr().out  # (no pd.png: no NIQE without its model)
     b["settings"]["crop"] = -1
     (tmp_path / "b" / "real.json").write_text(json.dumps(b))

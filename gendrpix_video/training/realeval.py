@@ -15,6 +15,9 @@ in 8-bit levels over flow-consistent pixels, the flow from the ground truth), an
 static-scene flicker index of `evaluate.py` (realistic chain, independent noise and JPEG per frame);
 both also relative to bicubic (`warp_x`, 1 = as steady as bicubic).
 
+Clean input at x2 and x3 as well (1080p and 720p to 2160p, the commonest upscales; the chains are
+x4): the set's ground truth bicubic-downscaled on the fly, Y-PSNR and SSIM.
+
 Writes `real.json`, `pd.png` (NIQE against Y-PSNR on the damaged chains) and `crops.png`
 (bicubic / model / teacher / ground truth) under `--out`, and prints Markdown tables.
 """
@@ -35,6 +38,7 @@ import torch
 from ..padcfg import resize, restore
 from ..policy import pick_device
 from ..video.argcheck import OneLineParser
+from .degrade import bicubic_down
 from .grid import float_list
 from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y
 from .realinput import CHAINS, DAMAGED, SCALE, RealInputSet, to_float, warp_error
@@ -194,9 +198,33 @@ def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, 
     res["damaged"] = {m: {k: _avg([res["chains"][c][m][k] for c in DAMAGED])
                           for k in ("psnr_y", "ssim_y", "niqe", "lattice")} for m in methods}
     res["temporal"] = temporal(methods, data, static_frames, log)
+    res["clean_scales"] = clean_scales(methods, hrs, metric_device, log)
     res["seconds"] = round(time.time() - t0, 1)
     res["_kept"] = kept
     return res
+
+
+# Scales users upscale clean sources by besides the set's x4: 1080p and 720p to 2160p.
+CLEAN_SCALES = (2, 3)
+
+
+def clean_scales(methods: dict, hrs: torch.Tensor, metric_device="cpu", log=log) -> dict:
+    """Y-PSNR and SSIM on clean bicubic input at `CLEAN_SCALES` (made from the set's ground truth,
+    as its x4 clean chain is): {"x2": {method: {"psnr_y", "ssim_y"}}, ...}."""
+    size = tuple(hrs.shape[-2:])
+    out: dict = {}
+    for s in CLEAN_SCALES:
+        lrs = bicubic_down(hrs, s)
+        row = out[f"x{s}"] = {}
+        for m, fn in methods.items():
+            p, q = [], []
+            for i in range(len(hrs)):
+                o, h = fn(lrs[i:i + 1], size).to(metric_device), hrs[i:i + 1].to(metric_device)
+                p.append(float(psnr_y(o, h)))
+                q.append(float(ssim_y(o, h)))
+            row[m] = {"psnr_y": float(np.mean(p)), "ssim_y": float(np.mean(q))}
+            log(f"clean x{s}  {m:28} Y-PSNR {row[m]['psnr_y']:6.2f}")
+    return out
 
 
 def _avg(vals):
@@ -261,6 +289,8 @@ def merge(results: list[dict]) -> dict:
                 out["per_crop"][c][m] = r["per_crop"][c][m]
             out["damaged"][m] = r["damaged"][m]
             out["temporal"][m] = r["temporal"].get(m, {})
+            for k, row in r.get("clean_scales", {}).items():
+                out.setdefault("clean_scales", {}).setdefault(k, {})[m] = row[m]
         if "ground truth" in r["temporal"]:
             out["temporal"]["ground truth"] = r["temporal"]["ground truth"]
     return out
@@ -288,6 +318,16 @@ def markdown(res: dict) -> str:
         cells = [f"{_f(res['chains'][c][m]['psnr_y'])} / {_f(res['chains'][c][m]['niqe'])} / "
                  f"{_f(res['chains'][c][m]['lattice'])}" for c in CHAINS]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    sc = res.get("clean_scales") or {}
+    if sc:
+        keys = sorted(sc, key=lambda k: int(k[1:]))
+        lines += ["", "Clean bicubic input at other scales (1080p and 720p to 2160p), Y-PSNR / SSIM:", "",
+                  "| method | " + " | ".join(keys) + " | x4 |", "|---" * (len(keys) + 2) + "|"]
+        for m in res["methods"]:
+            cells = [f"{_f(sc[k][m]['psnr_y'])} / {_f(sc[k][m]['ssim_y'], 4)}" if m in sc[k] else "-"
+                     for k in keys]
+            c4 = res["chains"]["clean"][m]
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {_f(c4['psnr_y'])} / {_f(c4['ssim_y'], 4)} |")
     return "\n".join(lines)
 
 
