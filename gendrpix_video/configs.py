@@ -55,6 +55,11 @@ class UNetConfig:
     # grid's phase changes from position to position, and without it the network cannot tell
     # which sharpening fits; in_channels counts them ((3 + lr_grid) x 64).
     lr_grid: int = 0
+    # (ours) the upscale factor as a second embedding added to the timestep's, so every ResNet block
+    # knows how far the input was enlarged: trained on mixed scales without it, one network has to
+    # fit x2 and x4 with one sharpening and gives up most of it. diffusers' `class_embed_type=
+    # "timestep"` layout, with the scale's position (`scale_position`) as the class label.
+    scale_embed: bool = False
     pad_mode: str = "reflect"      # (ours) padding to the x8 grid
     description: str = ""
 
@@ -103,6 +108,7 @@ class UNetConfig:
             cross_attention_dim=self.cross_attention_dim,
             attention_head_dim=tuple(c // self.head_dim for c in self.block_out_channels),
             use_linear_projection=True, flip_sin_to_cos=True, freq_shift=0,
+            class_embed_type="timestep" if self.scale_embed else None,
         )
 
 
@@ -158,6 +164,11 @@ register(CONFIGS["wide"].replace(
     description="wide with the input-grid planes (about 17.6M parameters); "
                 "`python -m gendrpix_video.training.grow` makes one from a wide model, same output",
 ))
+register(CONFIGS["wide"].replace(
+    name="wide-scale", scale_embed=True,
+    description="wide with the scale embedding (about 17.7M parameters); "
+                "`python -m gendrpix_video.training.grow` makes one from a wide model, same output",
+))
 # Tests: restores a 64x64 frame on the CPU in milliseconds.
 register(UNetConfig(
     name="tiny", block_out_channels=(32, 64), attention=(False, True), layers_per_block=1,
@@ -166,3 +177,11 @@ register(UNetConfig(
 ))
 register(CONFIGS["tiny"].replace(name="tiny-grid", lr_grid=4, in_channels=(3 + 4) * SHUFFLE * SHUFFLE,
                                  description="for tests only: tiny with the input-grid planes"))
+register(CONFIGS["tiny"].replace(name="tiny-scale", scale_embed=True,
+                                 description="for tests only: tiny with the scale embedding"))
+
+
+def scale_position(scale: float) -> float:
+    """Where an upscale factor sits on the embedding's timestep axis: 100 per octave (x2: 100,
+    x4: 200), so neighbouring scales get nearby embeddings and x1 is 0."""
+    return 100.0 * math.log2(scale)

@@ -50,24 +50,31 @@ class GenDRPix(nn.Module):
         return self.metadata.get("provenance", {}).get("trained", False) is True
 
     # -- constants, once per load ---------------------------------------------------------------
-    def conditioning(self) -> Conditioning:
-        """Time projections and cross-attention K/V for (c_pos, c_neg).
+    def conditioning(self, scale: float | None = None) -> Conditioning:
+        """Time projections and cross-attention K/V for (c_pos, c_neg), and the upscale factor
+        `scale` for configs with `scale_embed` (ignored otherwise).
 
         In training they depend on the weights being learned, so they are recomputed each call; in
-        inference they are computed once and cached until the weights, device or dtype change.
+        inference they are computed once per scale and cached until the weights, device or dtype
+        change.
         """
+        scale = round(float(scale), 6) if scale is not None and self.config.scale_embed else None
+        contexts = lambda: torch.stack([self.c_pos, self.c_neg])  # noqa: E731
         if self.training or torch.is_grad_enabled() and self.c_pos.requires_grad:
-            return self.unet.conditioning(torch.stack([self.c_pos, self.c_neg]))
+            return self.unet.conditioning(contexts(), scale)
         key = (self.device, self.dtype)
         cache = self._cache
-        if cache is None or cache[0] != key:
+        if cache is None or cache[0] != key or scale not in cache[1]:
             with self._lock:  # several CUDA streams / VapourSynth threads may ask at once
                 cache = self._cache
                 if cache is None or cache[0] != key:
+                    cache = (key, {})
+                if scale not in cache[1]:
                     with torch.no_grad():
-                        cond = self.unet.conditioning(torch.stack([self.c_pos, self.c_neg]))
-                    cache = self._cache = (key, cond)
-        return cache[1]
+                        conds = dict(list(cache[1].items())[-7:])  # a clip keeps one scale: a few suffice
+                        conds[scale] = self.unet.conditioning(contexts(), scale)
+                    cache = self._cache = (key, conds)
+        return cache[1][scale]
 
     def invalidate(self) -> None:
         self._cache = None
@@ -103,12 +110,13 @@ class GenDRPix(nn.Module):
         return s, z
 
     def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None,
-                grid: torch.Tensor | None = None) -> torch.Tensor:
+                grid: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
         """`x`: N x 3 x H x W in [0, 1], H and W multiples of 8. `ctx_index`: per-sample context
         (POS/NEG); None means c_pos for all. `grid`: the input-grid planes, padded as `x` (configs
-        with `lr_grid`). Returns N x 3 x H x W (not clamped)."""
+        with `lr_grid`). `scale`: the upscale factor that made `x` (configs with `scale_embed`;
+        None: no scale term). Returns N x 3 x H x W (not clamped)."""
         s, z = self.to_latent(x, grid)
-        out = F.pixel_shuffle(self.unet(z, self.conditioning(), ctx_index), SHUFFLE)
+        out = F.pixel_shuffle(self.unet(z, self.conditioning(scale), ctx_index), SHUFFLE)
         y = s + out if self.config.residual else out
         return (y + 1) * 0.5
 
@@ -125,8 +133,18 @@ def build_model(config_name: str | UNetConfig, device: str | torch.device = "cpu
     if model.device.type != "meta":
         nn.init.zeros_(model.unet.conv_out.weight)
         nn.init.zeros_(model.unet.conv_out.bias)
+        if model.unet.class_embedding is not None:  # no scale term until training gives it one
+            zero_scale_embedding(model)
     model.metadata = {"provenance": {"trained": False, "note": "untrained: output equals bicubic"}}
     return model.eval()
+
+
+def zero_scale_embedding(model: GenDRPix) -> None:
+    """Zero the scale embedding's last layer: the model then ignores the scale, and training can
+    still give it weight (the first layer's output is not zero)."""
+    nn.init.zeros_(model.unet.class_embedding.linear_2.weight)
+    nn.init.zeros_(model.unet.class_embedding.linear_2.bias)
+    model.invalidate()
 
 
 def count_parameters(model: nn.Module) -> int:

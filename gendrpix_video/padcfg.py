@@ -71,6 +71,12 @@ def input_grid(lr_hw: tuple[int, int], size: tuple[int, int], device=None, dtype
     return grid[None].to(dtype or torch.float32)
 
 
+def upscale_factor(lr_hw: tuple[int, int], size: tuple[int, int]) -> float:
+    """One number for an upscale from `lr_hw` to `size`: the geometric mean of the two axes' (an
+    anamorphic 720x480 -> 3840x2160 is 5.33 x 4.5 -> 4.9)."""
+    return math.sqrt(size[0] / lr_hw[0] * size[1] / lr_hw[1])
+
+
 def run_padded(model: GenDRPix, x_up: torch.Tensor, phase: Pad, ctx: torch.Tensor | None = None,
                lr_hw: tuple[int, int] | None = None) -> torch.Tensor:
     """The network on `x_up` (the bicubic upscale of an `lr_hw` input) padded by `phase`, cropped back."""
@@ -79,7 +85,8 @@ def run_padded(model: GenDRPix, x_up: torch.Tensor, phase: Pad, ctx: torch.Tenso
     grid = None
     if model.config.lr_grid:
         grid = pad_to_grid(input_grid(tuple(lr_hw or size), size, x_up.device, x_up.dtype), phase, mode)
-    return crop(model(pad_to_grid(x_up, phase, mode), ctx, grid), phase, size)
+    scale = upscale_factor(lr_hw or size, size) if model.config.scale_embed else None
+    return crop(model(pad_to_grid(x_up, phase, mode), ctx, grid, scale), phase, size)
 
 
 def crop(y: torch.Tensor, phase: Pad, size: tuple[int, int]) -> torch.Tensor:
@@ -130,7 +137,8 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
             g = input_grid(lr_hw, size, model.device, model.dtype)  # cached: do not modify
             grid = torch.cat([pad_to_grid(g, pos, mode).expand(n, -1, -1, -1),
                               pad_to_grid(g, neg, mode).expand(n, -1, -1, -1)])
-        out = model(batch, ctx, grid)
+        scale = upscale_factor(lr_hw, size) if model.config.scale_embed else None
+        out = model(batch, ctx, grid, scale)
         y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
     # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)

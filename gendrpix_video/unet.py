@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import UNetConfig
+from .configs import UNetConfig, scale_position
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -266,6 +266,8 @@ class UNet(nn.Module):
         n_levels = len(ch)
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(ch[0], cfg.time_embed_dim)
+        # The upscale factor (configs with `scale_embed`), named as diffusers names a class embedding.
+        self.class_embedding = TimestepEmbedding(ch[0], cfg.time_embed_dim) if cfg.scale_embed else None
         self.down_blocks = nn.ModuleList()
         cin = ch[0]
         for i, c in enumerate(ch):
@@ -293,11 +295,16 @@ class UNet(nn.Module):
         for i, m in enumerate(self.cross_attentions):
             m.slot = i
 
-    def conditioning(self, contexts: torch.Tensor) -> Conditioning:
-        """Constants for `contexts` (`n_ctx x L x D`): computed once per load in inference."""
+    def conditioning(self, contexts: torch.Tensor, scale: float | None = None) -> Conditioning:
+        """Constants for `contexts` (`n_ctx x L x D`) and, with `scale_embed`, the upscale factor
+        `scale` (None: no scale term): computed once per load and scale in inference."""
         p = self.conv_in.weight
+        dim = self.cfg.block_out_channels[0]
         t = torch.tensor([self.cfg.timestep], device=p.device)
-        emb = self.time_embedding(timestep_embedding(t, self.cfg.block_out_channels[0]).to(p.dtype))
+        emb = self.time_embedding(timestep_embedding(t, dim).to(p.dtype))
+        if self.class_embedding is not None and scale is not None:
+            c = torch.tensor([scale_position(scale)], device=p.device)
+            emb = emb + self.class_embedding(timestep_embedding(c, dim).to(p.dtype))
         temb = [r.time_projection(emb) for r in self.resnets]
         kv = [a.context_kv(contexts.to(p.dtype)) for a in self.cross_attentions]
         return Conditioning(temb, kv)

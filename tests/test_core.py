@@ -327,3 +327,15 @@ def test_bench_flops_counts_a_wider_network_without_a_gpu(capsys):
     assert float(rows[1][-1][1:]) > 1.5 and float(rows[1][2][:-1]) > float(rows[0][2][:-1])  # x ratio, parameters
     assert bench_main(["--flops", "--configs", "nope"]) == 2
     assert "'nope' is not a config" in capsys.readouterr().err
+
+
+def test_model_front_ends_import_without_pyav():
+    """A GPU node measuring or training the model alone has no PyAV: bench, eval and train import."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['av'] = None\n"  # `import av` now fails
+            "import gendrpix_video.measure.bench as b, gendrpix_video.training.realeval, gendrpix_video.training.train\n"
+            "sys.exit(b.main(['--flops', '--configs', 'tiny', '--sizes', '64x64']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("tiny")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..video.argcheck import OneLineParser
+from ..argparsing import OneLineParser
 from ..video.presets import PresetError, UpscaleSettings, available
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import av
 
-from ..video.argcheck import OneLineParser, check_numbers
+from ..argparsing import OneLineParser
+from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
 from ..video.pipeline import Result, upscale_file
 from ..video.lock import JobBusy

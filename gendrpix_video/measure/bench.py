@@ -23,7 +23,7 @@ from ..configs import CONFIGS
 from ..model import build_model, count_parameters
 from ..padcfg import restore
 from ..policy import cuda_ready
-from ..video.argcheck import OneLineParser, int_at_least
+from ..argparsing import OneLineParser, int_at_least
 from .gendr import GenDR, gendr_restore
 
 VARIANTS = {

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..video.argcheck import OneLineParser
+from ..argparsing import OneLineParser
 
 SIZES = {"540p": (960, 540), "1080p": (1920, 1080), "720p": (1280, 720), "smoke": (64, 36)}
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..video.argcheck import OneLineParser, int_at_least
+from ..argparsing import OneLineParser, int_at_least
 
 
 def plain_fps(clip: Path, out: Path, settings, model: str | None, device: str, threads: int | None) -> dict:

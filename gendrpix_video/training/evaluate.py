@@ -34,7 +34,7 @@ import torch
 
 from ..padcfg import resize, restore
 from ..policy import pick_device, resolve_detail
-from ..video.argcheck import OneLineParser
+from ..argparsing import OneLineParser
 from .dataset import PhotoBank
 from .degrade import bicubic_down, realistic_eval
 from .metrics import flicker_index, psnr_y, ssim_y

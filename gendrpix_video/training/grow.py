@@ -2,8 +2,9 @@
 
     python -m gendrpix_video.training.grow --init default --config wide-grid --out runs/grid0.safetensors
 
-Supported: adding the input-grid planes (`lr_grid`): the new inputs of `conv_in` start at zero, so
-the grown model restores every frame exactly as the original until training gives them weight.
+Supported: adding the input-grid planes (`lr_grid`: the new inputs of `conv_in` start at zero) and
+the scale embedding (`scale_embed`: its last layer starts at zero), so the grown model restores
+every frame exactly as the original until training gives them weight.
 A run from scratch would cost the original's GPU-hours again.
 """
 
@@ -16,22 +17,28 @@ import torch
 
 from ..configs import get_config
 from ..loading import load_model
-from ..model import GenDRPix
+from ..model import GenDRPix, zero_scale_embedding
 from ..weights import save_weights
 
 
 def grow(model: GenDRPix, config_name: str) -> GenDRPix:
-    """`model` in config `config_name` (same network plus input-grid planes), same outputs."""
+    """`model` in config `config_name` (the same network plus input-grid planes and/or the scale
+    embedding), same outputs."""
     new = get_config(config_name)
     old = model.config
-    if new.replace(name=old.name, lr_grid=0, in_channels=old.in_channels, description=old.description) != old:
-        raise ValueError(f"config {config_name} is not {old.name} with input-grid planes")
+    same = new.replace(name=old.name, lr_grid=old.lr_grid, in_channels=old.in_channels,
+                       scale_embed=old.scale_embed, description=old.description)
+    if same != old or new.lr_grid < old.lr_grid or new.scale_embed < old.scale_embed:
+        raise ValueError(f"config {config_name} is not {old.name} with input-grid planes or a scale embedding")
     grown = GenDRPix(new).to(model.device, torch.float32)
     state = {k: v.float() for k, v in model.state_dict().items()}
     w = state["unet.conv_in.weight"]  # out x (3 x 64) x 3 x 3, unshuffle order: channel-major
     extra = torch.zeros(w.shape[0], new.in_channels - w.shape[1], *w.shape[2:], device=w.device)
     state["unet.conv_in.weight"] = torch.cat([w, extra], 1)
-    grown.load_state_dict(state)
+    missing, _ = grown.load_state_dict(state, strict=False)
+    assert all(k.startswith("unet.class_embedding.") for k in missing), missing
+    if missing:
+        zero_scale_embedding(grown)
     grown.scale_range = model.scale_range
     grown.default_detail = model.default_detail
     grown.metadata = {"provenance": {**model.metadata.get("provenance", {}),
@@ -44,7 +51,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gendrpix-video grow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", required=True, help="model name or weights file to grow")
-    p.add_argument("--config", required=True, help="the larger config (e.g. wide-grid)")
+    p.add_argument("--config", required=True, help="the larger config (e.g. wide-grid, wide-scale)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:

@@ -37,7 +37,7 @@ import torch
 
 from ..padcfg import resize, restore
 from ..policy import pick_device
-from ..video.argcheck import OneLineParser
+from ..argparsing import OneLineParser
 from .degrade import bicubic_down
 from .grid import float_list
 from .metrics import flicker_index, psnr_y, rgb_to_y, ssim_y

@@ -7,9 +7,7 @@ never read as "not given".
 """
 from __future__ import annotations
 
-import argparse
-
-from .errors import PROG, VideoError
+from .errors import VideoError
 from .presets import RANGES, parse_size
 
 
@@ -40,24 +38,3 @@ def check_numbers(size: str | None = None, **values) -> None:
             bad.append(f"--size {size}: {str(e).rsplit(', got ', 1)[0]}")
     if bad:
         raise ArgError("; ".join(bad))
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors as one `gendrpix-video: error:` line (no usage block above it)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {self.prog.removeprefix(PROG + ' ')}: {' '.join(message.split())} "
-                     f"(see {self.prog} --help)\n")
-
-
-def int_at_least(lo: int):
-    """An argparse type: an integer >= lo, refused in one line otherwise."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
-        return v
-    return parse
