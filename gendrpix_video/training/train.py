@@ -295,7 +295,7 @@ def _train(args, group: distributed.Group) -> int:
     state = {"step": 0, "gpu_seconds": 0.0, "history": [], "evals": []}
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, model, opt, disc, d_opt, ema)
-        log(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} GPU-minutes)")
+        log(f"resumed at step {state['step']} ({state['gpu_seconds'] / 60:.1f} {_time_unit(dev)})")
     elif args.resume_state:
         state = json.loads(Path(args.resume_state).read_text())
         log(f"continuing from weights at step {state['step']}; optimizer restarts")
@@ -450,7 +450,7 @@ def _train(args, group: distributed.Group) -> int:
         loss_curve_png(state, out / "loss.png")
         (out / "state.json").write_text(json.dumps(state, indent=1))
         print(f"bank batches made this chunk (rank 0): {bank.kinds}", file=sys.stderr)
-        print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} GPU-minutes; "
+        print(f"stopped at step {state['step']}, {state['gpu_seconds'] / 60:.1f} {_time_unit(dev)}; "
               f"val Y-PSNR {state['evals'][-1]['psnr_y']:.2f} (bicubic {state['baselines']['bicubic']:.2f}, "
               f"teacher {state['baselines']['teacher']:.2f})", file=sys.stderr)
     distributed.barrier(group)
@@ -486,7 +486,8 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
                 video_fraction=args.video_fraction, data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr, scale=list(args.scale),
-                val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"))
+                val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"),
+                device=group.device.type)  # gpu_minutes of a "cpu" run are process-minutes on the CPU
     if args.stage == 2:
         prov["losses"] = dict(teacher=args.stage2_teacher_weight, hr=args.stage2_hr_weight, adv=args.adv_weight,
                               perceptual=args.perceptual_weight, fourier=args.fourier_weight,
@@ -498,6 +499,10 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     if args.ema > 0:
         prov["ema"] = args.ema
     return prov
+
+
+def _time_unit(dev: torch.device) -> str:
+    return "GPU-minutes" if dev.type == "cuda" else f"{dev.type.upper()} process-minutes"
 
 
 def save_snapshot(model, out: Path, args, state, group, gpu_seconds: float) -> None:
