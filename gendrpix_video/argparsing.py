@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from .video.errors import PROG
+# The command name every message starts with.
+PROG = "gendrpix-video"
 
 
 class OneLineParser(argparse.ArgumentParser):

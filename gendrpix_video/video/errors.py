@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import sys
 
-PROG = "gendrpix-video"
+from ..argparsing import PROG
 
 
 class VideoError(Exception):
