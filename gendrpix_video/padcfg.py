@@ -55,7 +55,6 @@ def pad_to_grid(x: torch.Tensor, phase: Pad, mode: str) -> torch.Tensor:
     return F.pad(x, (l, r, t, b), mode=mode)
 
 
-@functools.lru_cache(maxsize=8)  # a clip asks for the same planes every frame
 def input_grid(lr_hw: tuple[int, int], size: tuple[int, int], device=None, dtype=None) -> torch.Tensor:
     """1 x 4 x H x W: where each pixel of the `size` upscale lies on the `lr_hw` input's pixel grid,
     as sin and cos of its input coordinate (y, then x; bicubic's half-pixel centres), one period
@@ -77,16 +76,32 @@ def upscale_factor(lr_hw: tuple[int, int], size: tuple[int, int]) -> float:
     return math.sqrt(size[0] / lr_hw[0] * size[1] / lr_hw[1])
 
 
+@functools.lru_cache(maxsize=8)  # a clip asks for the same planes every frame: made once
+def _padded_grid(lr_hw, size, phase: Pad, mode: str, device, dtype) -> torch.Tensor:
+    return pad_to_grid(input_grid(lr_hw, size, device, dtype), phase, mode)
+
+
+def model_inputs(model: GenDRPix, lr_hw: tuple[int, int], size: tuple[int, int], phases: list[Pad],
+                 n: int) -> tuple[torch.Tensor | None, float | None]:
+    """What the model takes besides the image for `n` frames on each of `phases` (batched in that
+    order): the input-grid planes (`lr_grid` configs) and the upscale factor (`scale_embed`
+    configs); None where the config has none."""
+    grid = scale = None
+    if model.config.lr_grid:
+        planes = [_padded_grid(lr_hw, size, p, model.config.pad_mode, model.device, model.dtype)
+                  .expand(n, -1, -1, -1) for p in phases]  # cached: expand, never modify
+        grid = planes[0] if len(planes) == 1 else torch.cat(planes)
+    if model.config.scale_embed:
+        scale = upscale_factor(lr_hw, size)
+    return grid, scale
+
+
 def run_padded(model: GenDRPix, x_up: torch.Tensor, phase: Pad, ctx: torch.Tensor | None = None,
                lr_hw: tuple[int, int] | None = None) -> torch.Tensor:
     """The network on `x_up` (the bicubic upscale of an `lr_hw` input) padded by `phase`, cropped back."""
     size = tuple(x_up.shape[-2:])
-    mode = model.config.pad_mode
-    grid = None
-    if model.config.lr_grid:
-        grid = pad_to_grid(input_grid(tuple(lr_hw or size), size, x_up.device, x_up.dtype), phase, mode)
-    scale = upscale_factor(lr_hw or size, size) if model.config.scale_embed else None
-    return crop(model(pad_to_grid(x_up, phase, mode), ctx, grid, scale), phase, size)
+    grid, scale = model_inputs(model, tuple(lr_hw or size), size, [phase], 1)
+    return crop(model(pad_to_grid(x_up, phase, model.config.pad_mode), ctx, grid, scale), phase, size)
 
 
 def crop(y: torch.Tensor, phase: Pad, size: tuple[int, int]) -> torch.Tensor:
@@ -132,13 +147,7 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
         mode = model.config.pad_mode
         batch = torch.cat([pad_to_grid(x_up, pos, mode), pad_to_grid(x_up, neg, mode)])
         ctx = torch.tensor([POS] * n + [NEG] * n, device=model.device)
-        grid = None
-        if model.config.lr_grid:
-            g = input_grid(lr_hw, size, model.device, model.dtype)  # cached: do not modify
-            grid = torch.cat([pad_to_grid(g, pos, mode).expand(n, -1, -1, -1),
-                              pad_to_grid(g, neg, mode).expand(n, -1, -1, -1)])
-        scale = upscale_factor(lr_hw, size) if model.config.scale_embed else None
-        out = model(batch, ctx, grid, scale)
+        out = model(batch, ctx, *model_inputs(model, lr_hw, size, [pos, neg], n))
         y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
     # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)

@@ -37,6 +37,12 @@ def _trained_tiny():
     return m
 
 
+def assert_same_restores(a, b, x, cases):
+    """Models `a` and `b` restore `x` alike at each (size, detail) of `cases`."""
+    for size, detail in cases:
+        assert torch.allclose(restore(a, x, size, detail), restore(b, x, size, detail), atol=1e-5)
+
+
 def test_grown_model_restores_exactly_as_the_original_at_any_scale_and_detail(tmp_path):
     m = _trained_tiny()
     src = save_weights(m, tmp_path / "m.safetensors", default_detail=0.4)
@@ -46,8 +52,7 @@ def test_grown_model_restores_exactly_as_the_original_at_any_scale_and_detail(tm
     assert b.config.name == "tiny-grid" and b.default_detail == 0.4
     assert b.metadata["provenance"]["grown"] == {"from": "tiny", "to": "tiny-grid"}
     x = torch.rand(2, 3, 13, 17)
-    for size, detail in [((26, 34), None), ((41, 50), 0.0), ((52, 68), 1.0), ((30, 39), 0.7)]:
-        assert torch.allclose(restore(a, x, size, detail), restore(b, x, size, detail), atol=1e-5)
+    assert_same_restores(a, b, x, [((26, 34), None), ((41, 50), 0.0), ((52, 68), 1.0), ((30, 39), 0.7)])
     # once the planes have weight, the output depends on where pixels lie on the input grid
     with torch.no_grad():
         b.unet.conv_in.weight[:, 3 * 64:] = 0.05 * torch.randn_like(b.unet.conv_in.weight[:, 3 * 64:])

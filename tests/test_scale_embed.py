@@ -11,7 +11,7 @@ from gendrpix_video.training import grow as grow_mod
 from gendrpix_video.training import train as train_mod
 from gendrpix_video.weights import save_weights
 
-from test_grid import _trained_tiny
+from test_grid import _trained_tiny, assert_same_restores
 from test_training import make_photo_set
 
 
@@ -43,8 +43,7 @@ def test_grown_scale_model_is_the_original_until_trained_then_depends_on_the_sca
     b = load_model(tmp_path / "s.safetensors", device="cpu", dtype=torch.float32)
     assert b.config.scale_embed and b.default_detail == 0.3
     x = torch.rand(2, 3, 13, 17)
-    for size, detail in [((26, 34), None), ((52, 68), 1.0), ((30, 39), 0.0)]:
-        assert torch.allclose(restore(a, x, size, detail), restore(b, x, size, detail), atol=1e-5)
+    assert_same_restores(a, b, x, [((26, 34), None), ((52, 68), 1.0), ((30, 39), 0.0)])
     with torch.no_grad():
         b.unet.class_embedding.linear_2.weight.normal_(0, 0.5)
     b.invalidate()
