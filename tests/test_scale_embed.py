@@ -84,4 +84,5 @@ def test_a_cpu_run_says_its_time_is_cpu_time(tmp_path, capsys):
                            "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu", "--eval-every",
                            "1000", "--out", str(tmp_path / "run"), "--max-steps", "1"]) == 0
     assert "CPU process-minutes" in capsys.readouterr().err
-    assert load_model(tmp_path / "run" / "model.safetensors").metadata["provenance"]["device"] == "cpu"
+    prov = load_model(tmp_path / "run" / "model.safetensors").metadata["provenance"]
+    assert prov["device"] == "cpu" and "cpu_minutes" in prov and "gpu_minutes" not in prov

@@ -482,12 +482,14 @@ def profile_steps(train_step, start: int, n: int, dev) -> int:
 
 def provenance(args, state, group, gpu_seconds: float) -> dict:
     """What the saved weights came from: data, teachers, stage, steps, GPU time, last val score."""
-    prov = dict(trained=True, stage=args.stage, steps=state["step"], gpu_minutes=round(gpu_seconds / 60, 1),
+    # Process-minutes on the device that trained: gpu_minutes on CUDA, cpu_minutes on the CPU.
+    minutes = {f"{'gpu' if group.device.type == 'cuda' else group.device.type}_minutes": round(gpu_seconds / 60, 1)}
+    prov = dict(trained=True, stage=args.stage, steps=state["step"], **minutes,
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
                 video_fraction=args.video_fraction, data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr, scale=list(args.scale),
                 val_psnr_y=state["evals"][-1]["psnr_y"], baselines=state.get("baselines"),
-                device=group.device.type)  # gpu_minutes of a "cpu" run are process-minutes on the CPU
+                device=group.device.type)
     if args.stage == 2:
         prov["losses"] = dict(teacher=args.stage2_teacher_weight, hr=args.stage2_hr_weight, adv=args.adv_weight,
                               perceptual=args.perceptual_weight, fourier=args.fourier_weight,
