@@ -77,12 +77,3 @@ def test_a_scale_model_trains_on_mixed_scales(tmp_path):
     assert m.config.scale_embed
     assert m.unet.class_embedding.linear_2.weight.abs().max() > 0  # the scale term learned something
 
-
-def test_a_cpu_run_says_its_time_is_cpu_time(tmp_path, capsys):
-    photos = make_photo_set(tmp_path / "photos")
-    assert train_mod.main(["--config", "tiny", "--data", str(photos), "--teacher", "test-bicubic", "--batch", "2",
-                           "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu", "--eval-every",
-                           "1000", "--out", str(tmp_path / "run"), "--max-steps", "1"]) == 0
-    assert "CPU process-minutes" in capsys.readouterr().err
-    prov = load_model(tmp_path / "run" / "model.safetensors").metadata["provenance"]
-    assert prov["device"] == "cpu" and "cpu_minutes" in prov and "gpu_minutes" not in prov

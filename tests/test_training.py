@@ -251,3 +251,13 @@ def test_stability_loss_measures_how_much_fresh_noise_changes_the_output():
     noisy = train_mod.stability_loss(net, lr, y, (64, 64), ctx, (3, 5), sigma=(8 / 255, 8 / 255))
     assert quiet.item() < 1e-6           # same input, same phase: the same output
     assert 0.005 < noisy.item() < 8 / 255  # bicubic passes the noise on, a little smoothed
+
+
+def test_a_cpu_run_says_its_time_is_cpu_time(tmp_path, capsys):
+    photos = make_photo_set(tmp_path / "photos")
+    assert train_mod.main(["--config", "tiny", "--data", str(photos), "--teacher", "test-bicubic", "--batch", "2",
+                           "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu", "--eval-every",
+                           "1000", "--out", str(tmp_path / "run"), "--max-steps", "1"]) == 0
+    assert "CPU process-minutes" in capsys.readouterr().err
+    prov = load_model(tmp_path / "run" / "model.safetensors").metadata["provenance"]
+    assert prov["device"] == "cpu" and "cpu_minutes" in prov and "gpu_minutes" not in prov

@@ -483,7 +483,7 @@ def profile_steps(train_step, start: int, n: int, dev) -> int:
 def provenance(args, state, group, gpu_seconds: float) -> dict:
     """What the saved weights came from: data, teachers, stage, steps, GPU time, last val score."""
     # Process-minutes on the device that trained: gpu_minutes on CUDA, cpu_minutes on the CPU.
-    minutes = {f"{'gpu' if group.device.type == 'cuda' else group.device.type}_minutes": round(gpu_seconds / 60, 1)}
+    minutes = {f"{_device_kind(group.device)}_minutes": round(gpu_seconds / 60, 1)}
     prov = dict(trained=True, stage=args.stage, steps=state["step"], **minutes,
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
@@ -503,8 +503,14 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     return prov
 
 
+def _device_kind(dev: torch.device) -> str:
+    """'gpu' for CUDA, else the device type ('cpu'): what the training time was spent on."""
+    return "gpu" if dev.type == "cuda" else dev.type
+
+
 def _time_unit(dev: torch.device) -> str:
-    return "GPU-minutes" if dev.type == "cuda" else f"{dev.type.upper()} process-minutes"
+    kind = _device_kind(dev).upper()
+    return "GPU-minutes" if kind == "GPU" else f"{kind} process-minutes"
 
 
 def save_snapshot(model, out: Path, args, state, group, gpu_seconds: float) -> None:
