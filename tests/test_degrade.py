@@ -118,3 +118,14 @@ def test_first_order_is_seeded_sized_and_milder():
     one = [err(dg.degrade_first_order(hr, torch.Generator().manual_seed(s))) for s in range(12)]
     two = [err(dg.degrade(hr, torch.Generator().manual_seed(s))) for s in range(12)]
     assert sum(one) < sum(two)
+
+
+def test_options_override_sets_ranges_and_refuses_what_does_not_fit():
+    o = dg.DegradeOptions().override("noise_range=3,30").override("deblock_prob=0").override("kernel_size=9,15")
+    assert o.noise_range == (3.0, 30.0) and o.deblock_prob == 0.0 and o.kernel_size == (9, 15)
+    assert dg.DegradeOptions().noise_range == (1.0, 30.0)  # a copy, the defaults untouched
+    for bad, why in [("noise=3,30", "unknown field"), ("scale=2,4", "unknown field"),
+                     ("noise_range=3", "LO,HI"), ("noise_range=30,3", "LO,HI"),
+                     ("deblock_prob=a", "expected numbers"), ("resize_prob=0.5,0.5", "3 numbers")]:
+        with pytest.raises(ValueError, match=why):
+            dg.DegradeOptions().override(bad)

@@ -261,3 +261,15 @@ def test_a_cpu_run_says_its_time_is_cpu_time(tmp_path, capsys):
     assert "CPU process-minutes" in capsys.readouterr().err
     prov = load_model(tmp_path / "run" / "model.safetensors").metadata["provenance"]
     assert prov["device"] == "cpu" and "cpu_minutes" in prov and "gpu_minutes" not in prov
+
+
+def test_degradation_overrides_reach_the_bank_and_bad_ones_are_refused(photo_set, tmp_path, capsys):
+    args = train_mod.build_parser().parse_args(["--out", "o", "--degrade", "noise_range=3,30",
+                                                "--degrade", "jpeg_range2=30,85"])
+    opts = train_mod.degrade_options(args)
+    assert opts.noise_range == (3.0, 30.0) and opts.jpeg_range2 == (30.0, 85.0)
+    with pytest.raises(SystemExit) as e:
+        train_mod.main(["--out", str(tmp_path / "o"), "--data", str(photo_set), "--degrade", "noise_range=9",
+                        "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "noise_range takes LO,HI" in err and "Traceback" not in err

@@ -19,7 +19,7 @@ paper's published setting; they are fields of `DegradeOptions` so each can be tu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -295,6 +295,28 @@ class DegradeOptions:
     deblock_prob: float = 0.5
     kernel_size: tuple[int, int] = (7, 21)
     modes: tuple[str, ...] = field(default=RESIZE_MODES)
+
+    def override(self, text: str) -> "DegradeOptions":
+        """A copy with one numeric field set from "FIELD=VALUE" (a range as "LO,HI"), for
+        training's --degrade; unknown fields and values of the wrong shape are refused."""
+        name, _, value = text.partition("=")
+        name = name.strip()
+        current = getattr(self, name, None) if name in self.__dataclass_fields__ else None
+        if current is None or name in ("modes", "scale"):
+            settable = sorted(f for f in self.__dataclass_fields__ if f not in ("modes", "scale"))
+            raise ValueError(f"--degrade {text!r}: unknown field; known: {', '.join(settable)}")
+        try:
+            vals = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise ValueError(f"--degrade {text!r}: expected numbers") from None
+        want = len(current) if isinstance(current, tuple) else 1
+        if len(vals) != want or any(v < 0 for v in vals) or (want == 2 and vals[0] > vals[1]):
+            shape = "one number >= 0" if want == 1 else (
+                "LO,HI with 0 <= LO <= HI" if want == 2 else f"{want} numbers >= 0")
+            raise ValueError(f"--degrade {text!r}: {name} takes {shape}")
+        if isinstance(current, tuple) and all(isinstance(v, int) for v in current):
+            vals = tuple(int(v) for v in vals)
+        return replace(self, **{name: vals if isinstance(current, tuple) else vals[0]})
 
 
 @dataclass

@@ -97,6 +97,9 @@ def build_parser():
     p.add_argument("--clean-teacher",
                    help="teacher for the clean batches (default: --teacher); a fidelity model such as "
                         "span-x4 gives clean input a sharp, faithful target")
+    p.add_argument("--degrade", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set one range or probability of the damaged batches' degradations "
+                        "(training.degrade.DegradeOptions), e.g. noise_range=3,30; repeatable")
     p.add_argument("--bank", type=int, default=256, help="batches of (HR, LR, teacher) kept on the GPU")
     p.add_argument("--refresh", type=int, default=4, help="bank batches remade every 10 steps")
     p.add_argument("--eval-every", type=int, default=500)
@@ -135,7 +138,7 @@ class PairBank:
     def __init__(self, photos: PhotoBank, teacher, args, g: torch.Generator, clean_teacher=None):
         self.photos, self.teacher, self.args, self.g = photos, teacher, args, g
         self.clean_teacher = clean_teacher or teacher
-        self.opts = DegradeOptions(scale=args.scale)
+        self.opts = degrade_options(args)
         self.items: list[tuple] = []
         self.made = 0
         self.kinds = {"clean": 0, "mild": 0, "video": 0, "full": 0}
@@ -242,9 +245,20 @@ def _scale_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def degrade_options(args) -> DegradeOptions:
+    opts = DegradeOptions(scale=args.scale)
+    for text in args.degrade:
+        opts = opts.override(text)
+    return opts
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        degrade_options(args)
+    except ValueError as e:
+        parser.error(str(e))
     fr = (args.clean_fraction, args.mild_fraction, args.video_fraction)
     if min(fr) < 0 or sum(fr) > 1:
         parser.error("--clean-fraction, --mild-fraction and --video-fraction must be >= 0 and sum "
@@ -496,6 +510,8 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
                               stability=args.stability_weight, neg_target=args.stage2_neg_target)
     if args.phase_weight:
         prov["phase_weight"] = args.phase_weight
+    if args.degrade:
+        prov["degrade"] = list(args.degrade)
     if group.active:
         prov["gpus"] = group.world
     if args.ema > 0:
