@@ -293,7 +293,8 @@ def merge(results: list[dict]) -> dict:
             out["damaged"][m] = r["damaged"][m]
             out["temporal"][m] = r["temporal"].get(m, {})
             for k, row in r.get("clean_scales", {}).items():
-                out.setdefault("clean_scales", {}).setdefault(k, {})[m] = row[m]
+                if m in row:  # runs from before the x2/x3 table, and merges of them, lack some rows
+                    out.setdefault("clean_scales", {}).setdefault(k, {})[m] = row[m]
         if "ground truth" in r["temporal"]:
             out["temporal"]["ground truth"] = r["temporal"]["ground truth"]
     return out
