@@ -195,3 +195,19 @@ def test_eval_real_without_a_set_is_one_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "realinput" in err[0]
+
+
+def test_pattern_score_sees_a_texture_drawn_at_one_scale_and_not_a_blur():
+    """A grating at 0.15 cycles a pixel (off the x8 grid frequencies) over a scene scores high; the
+    scene itself and a blurred copy score about nothing."""
+    from gendrpix_video.training.realeval import pattern_reference, pattern_score
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(1, 3, 32, 32, generator=g)
+    hr = torch.nn.functional.interpolate(coarse, size=(256, 256), mode="bicubic").clamp(0, 1)
+    hr = (0.9 * hr + 0.1 * torch.rand(1, 3, 256, 256, generator=g)).clamp(0, 1)
+    ref = pattern_reference(hr)
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    mesh = hr + 0.04 * torch.sin(2 * torch.pi * 0.15 * (0.8 * xx + 0.6 * yy))
+    blurred = torch.nn.functional.avg_pool2d(hr, 3, 1, 1, count_include_pad=False)
+    assert pattern_score(hr, ref) < 0.01 and pattern_score(blurred, ref) < 0.01
+    assert pattern_score(mesh, ref) > 0.2
