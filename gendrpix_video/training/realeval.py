@@ -100,7 +100,8 @@ def pattern_reference(hr: torch.Tensor) -> dict:
 def pattern_score(x: torch.Tensor, ref: dict) -> float:
     """Spurious periodic texture: the output's luma spectrum energy, in the mid band, above 4x the
     ground truth's local level, over the ground truth's energy in that band. 0: nothing the scene
-    lacks; a texture drawn at one scale (the mesh of a Stage II model) or noise left in raise it.
+    lacks; a texture drawn at one scale (the mesh of a Stage II model), noise left in and crisp
+    invented edges raise it: a diagnostic of invented energy, not a target by itself.
     The x8 lattice score misses such a texture: its peaks lie off the grid frequencies."""
     excess = (_windowed_power(x) - PATTERN_FACTOR * ref["local"]).clamp(min=0)
     return float(excess[ref["band"]].sum()) / ref["energy"]
