@@ -7,6 +7,9 @@
 # call (10 minutes) needs several: a slow reply between them lost a 19-minute sweep. Where the
 # budget allows, fit start, training (--minutes 8.4) and this wait into one command instead:
 #   scripts/device_sweep.sh SPEC 8.4 ... && sleep 60 && scripts/device_sweep_wait.sh RUN 500
+# Write every follow-up call (score, fetch, the next round from these runs' weights) before the
+# first one starts: reading one round's scores before sending the next call gave the machine back
+# with the runs on its disk. Weights a later round starts from travel carried (device_pack.py).
 # The process pattern names the sweep folder only: a pattern that this command line itself holds
 # would match the waiting shell and wait out the whole limit.
 # usage: [SWEEP=dir] scripts/device_sweep_wait.sh RUN [SECONDS]
