@@ -301,10 +301,11 @@ class DegradeOptions:
         training's --degrade; unknown fields and values of the wrong shape are refused."""
         name, _, value = text.partition("=")
         name = name.strip()
-        current = getattr(self, name, None) if name in self.__dataclass_fields__ else None
-        if current is None or name in ("modes", "scale"):
-            settable = sorted(f for f in self.__dataclass_fields__ if f not in ("modes", "scale"))
+        # scale is set by --scale; modes are names, not numbers
+        settable = sorted(set(self.__dataclass_fields__) - {"modes", "scale"})
+        if name not in settable:
             raise ValueError(f"--degrade {text!r}: unknown field; known: {', '.join(settable)}")
+        current = getattr(self, name)
         try:
             vals = tuple(float(v) for v in value.split(","))
         except ValueError:

@@ -29,6 +29,7 @@ Writes `real.json`, `pd.png` (NIQE against Y-PSNR on the damaged chains) and `cr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -75,11 +76,19 @@ PATTERN_FACTOR = 4.0        # a bin counts where it holds over 4x the scene's lo
 PATTERN_SMOOTH = 7          # bins: the scene's local spectral level
 
 
-def _windowed_power(x: torch.Tensor) -> torch.Tensor:
-    y = rgb_to_y(x)[0, 0].double()
-    h, w = y.shape
+@functools.lru_cache(maxsize=4)
+def _window_and_band(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2-D Hann window and the band mask for one crop size (every crop of a set shares it)."""
     win = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None] * \
         torch.hann_window(w, periodic=False, dtype=torch.float64)[None, :]
+    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
+    r = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt()
+    return win, (r >= PATTERN_BAND[0]) & (r < PATTERN_BAND[1])
+
+
+def _windowed_power(x: torch.Tensor) -> torch.Tensor:
+    y = rgb_to_y(x)[0, 0].double()
+    win, _ = _window_and_band(*y.shape)
     return torch.fft.fft2((y - y.mean()) * win).abs() ** 2  # the window keeps frame edges out
 
 
@@ -87,13 +96,10 @@ def pattern_reference(hr: torch.Tensor) -> dict:
     """What `pattern_score` compares an output with: the ground truth's windowed luma spectrum,
     its local level and the band mask (computed once per crop)."""
     g = _windowed_power(hr)
-    h, w = g.shape
+    _, band = _window_and_band(*g.shape)
     k = PATTERN_SMOOTH
     local = torch.fft.ifftshift(F.avg_pool2d(torch.fft.fftshift(g)[None, None], k, 1, k // 2,
                                              count_include_pad=False)[0, 0])
-    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
-    r = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt()
-    band = (r >= PATTERN_BAND[0]) & (r < PATTERN_BAND[1])
     return {"local": local, "band": band, "energy": float(g[band].sum())}
 
 

@@ -525,8 +525,8 @@ def _device_kind(dev: torch.device) -> str:
 
 
 def _time_unit(dev: torch.device) -> str:
-    kind = _device_kind(dev).upper()
-    return "GPU-minutes" if kind == "GPU" else f"{kind} process-minutes"
+    kind = _device_kind(dev)
+    return "GPU-minutes" if kind == "gpu" else f"{kind.upper()} process-minutes"
 
 
 def save_snapshot(model, out: Path, args, state, group, gpu_seconds: float) -> None:
