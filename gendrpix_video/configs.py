@@ -60,6 +60,10 @@ class UNetConfig:
     # fit x2 and x4 with one sharpening and gives up most of it. diffusers' `class_embed_type=
     # "timestep"` layout, with the scale's position (`scale_position`) as the class label.
     scale_embed: bool = False
+    # (ours) a second pair of contexts for clean sources (c_pos_clean, c_neg_clean): told that a clip
+    # carries no noise or compression, the network can sharpen where otherwise it must guess from
+    # the picture whether to sharpen or to remove damage, and in one set of weights guesses softly.
+    source_contexts: bool = False
     pad_mode: str = "reflect"      # (ours) padding to the x8 grid
     description: str = ""
 
@@ -169,6 +173,11 @@ register(CONFIGS["wide"].replace(
     description="wide with the scale embedding (about 17.7M parameters); "
                 "`python -m gendrpix_video.training.grow` makes one from a wide model, same output",
 ))
+register(CONFIGS["wide-scale"].replace(
+    name="wide-source", source_contexts=True,
+    description="wide-scale with contexts for clean sources (`restore(..., source='clean')`); "
+                "`python -m gendrpix_video.training.grow` makes one from a wide-scale model, same output",
+))
 # Tests: restores a 64x64 frame on the CPU in milliseconds.
 register(UNetConfig(
     name="tiny", block_out_channels=(32, 64), attention=(False, True), layers_per_block=1,
@@ -179,6 +188,8 @@ register(CONFIGS["tiny"].replace(name="tiny-grid", lr_grid=4, in_channels=(3 + 4
                                  description="for tests only: tiny with the input-grid planes"))
 register(CONFIGS["tiny"].replace(name="tiny-scale", scale_embed=True,
                                  description="for tests only: tiny with the scale embedding"))
+register(CONFIGS["tiny-scale"].replace(name="tiny-source", source_contexts=True,
+                                       description="for tests only: tiny-scale with clean-source contexts"))
 
 
 def scale_position(scale: float) -> float:

@@ -15,8 +15,13 @@ from torch import nn
 from .configs import SHUFFLE, UNetConfig, get_config
 from .unet import Conditioning, UNet
 
-# Contexts: 0 = c_pos (the restoration prompt), 1 = c_neg (the softer, fidelity-leaning one).
+# Contexts: 0 = c_pos (the restoration prompt), 1 = c_neg (the softer, fidelity-leaning one);
+# configs with `source_contexts` add the same pair for clean sources at SOURCE_OFFSET["clean"].
 POS, NEG = 0, 1
+# What the user says of a clip: "any" (it may be noisy or compressed: remove the damage) or "clean"
+# (a clean master: sharpen, nothing to remove).
+SOURCES = ("any", "clean")
+SOURCE_OFFSET = {"any": 0, "clean": 2}
 DEFAULT_SCALE_RANGE = (1.0, 4.0)
 DEFAULT_DETAIL = 1.0
 
@@ -29,6 +34,9 @@ class GenDRPix(nn.Module):
         # Learned prompt embeddings replace the text encoder (stored in the weights file).
         self.c_pos = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
         self.c_neg = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
+        if config.source_contexts:
+            self.c_pos_clean = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
+            self.c_neg_clean = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
         self.scale_range = DEFAULT_SCALE_RANGE
         # The detail the model was tuned for (PadCFG w): what `restore` uses when none is given.
         self.default_detail = DEFAULT_DETAIL
@@ -46,12 +54,30 @@ class GenDRPix(nn.Module):
         return self.c_pos.dtype
 
     @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this model restores differently: ("any",) or ("any", "clean")."""
+        return SOURCES if self.config.source_contexts else SOURCES[:1]
+
+    def context_names(self) -> tuple[str, ...]:
+        """The learned contexts in index order (the per-sample `ctx_index` picks one)."""
+        return ("c_pos", "c_neg") + (("c_pos_clean", "c_neg_clean") if self.config.source_contexts else ())
+
+    def context_offset(self, source: str) -> int:
+        """Index offset of `source`'s (c_pos, c_neg) pair; a clear error for a source the model lacks."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+        if source not in self.sources:
+            raise ValueError(f"model config {self.config.name!r} has no contexts for source {source!r} "
+                             f"(only: {', '.join(self.sources)})")
+        return SOURCE_OFFSET[source]
+
+    @property
     def trained(self) -> bool:
         return self.metadata.get("provenance", {}).get("trained", False) is True
 
     # -- constants, once per load ---------------------------------------------------------------
     def conditioning(self, scale: float | None = None) -> Conditioning:
-        """Time projections and cross-attention K/V for (c_pos, c_neg), and the upscale factor
+        """Time projections and cross-attention K/V for every context (`context_names`), and the upscale factor
         `scale` for configs with `scale_embed` (ignored otherwise).
 
         In training they depend on the weights being learned, so they are recomputed each call; in
@@ -59,7 +85,7 @@ class GenDRPix(nn.Module):
         change.
         """
         scale = round(float(scale), 6) if scale is not None and self.config.scale_embed else None
-        contexts = lambda: torch.stack([self.c_pos, self.c_neg])  # noqa: E731
+        contexts = lambda: torch.stack([getattr(self, n) for n in self.context_names()])  # noqa: E731
         if self.training or torch.is_grad_enabled() and self.c_pos.requires_grad:
             return self.unet.conditioning(contexts(), scale)
         key = (self.device, self.dtype)
@@ -112,7 +138,7 @@ class GenDRPix(nn.Module):
     def forward(self, x: torch.Tensor, ctx_index: torch.Tensor | None = None,
                 grid: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
         """`x`: N x 3 x H x W in [0, 1], H and W multiples of 8. `ctx_index`: per-sample context
-        (POS/NEG); None means c_pos for all. `grid`: the input-grid planes, padded as `x` (configs
+        (POS/NEG, plus a source's offset); None means c_pos for all. `grid`: the input-grid planes, padded as `x` (configs
         with `lr_grid`). `scale`: the upscale factor that made `x` (configs with `scale_embed`;
         None: no scale term). Returns N x 3 x H x W (not clamped)."""
         s, z = self.to_latent(x, grid)

@@ -120,13 +120,15 @@ def check_frames(frames) -> None:
 
 @torch.inference_mode()
 def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
-            seed: int = 0) -> torch.Tensor:
+            seed: int = 0, source: str = "any") -> torch.Tensor:
     """Restore `frames` (N x 3 x h x w, float RGB in [0, 1], any device) to N x 3 x H x W.
 
-    `detail` None is the model's `default_detail`. The result is in [0, 1], on the device and in
-    the dtype of `frames`.
+    `detail` None is the model's `default_detail`. `source` "clean" (models with clean-source
+    contexts, `model.sources`) restores a clip known to carry no noise or compression: sharper, but
+    damage is kept. The result is in [0, 1], on the device and in the dtype of `frames`.
     """
     check_frames(frames)
+    off = model.context_offset(source)
     size = (int(size[0]), int(size[1]))
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"size must be positive, got {size}")
@@ -138,15 +140,16 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     pos, neg = grid_phases(seed)
     lr_hw = tuple(x.shape[-2:])
     if detail == 1.0:
-        y = run_padded(model, x_up, pos, None, lr_hw)
+        ctx = torch.full((x_up.shape[0],), POS + off, device=model.device) if off else None
+        y = run_padded(model, x_up, pos, ctx, lr_hw)
     elif detail == 0.0:
-        y = run_padded(model, x_up, neg, torch.full((x_up.shape[0],), NEG, device=model.device), lr_hw)
+        y = run_padded(model, x_up, neg, torch.full((x_up.shape[0],), NEG + off, device=model.device), lr_hw)
     else:
         # Both branches in one batch: one launch of every layer for the pair.
         n = x_up.shape[0]
         mode = model.config.pad_mode
         batch = torch.cat([pad_to_grid(x_up, pos, mode), pad_to_grid(x_up, neg, mode)])
-        ctx = torch.tensor([POS] * n + [NEG] * n, device=model.device)
+        ctx = torch.tensor([POS + off] * n + [NEG + off] * n, device=model.device)
         out = model(batch, ctx, *model_inputs(model, lr_hw, size, [pos, neg], n))
         y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
     # A device-to-host copy must complete before the caller reads it: blocking there.
@@ -154,7 +157,7 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
 
 
 def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
-                      seed: int = 0) -> torch.Tensor:
+                      seed: int = 0, source: str = "any") -> torch.Tensor:
     """`restore` to `size` (H, W), resizing around the model when the scale lies outside its range:
     beyond it, restore at its largest scale and bicubic up; below it, shrink the input first."""
     h, w = frames.shape[-2:]
@@ -162,9 +165,9 @@ def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, in
     s = max(size[0] / h, size[1] / w)
     if s > hi * 1.0001:
         mid = (round(h * hi), round(w * hi))
-        y = restore(model, frames, size=mid, detail=detail, seed=seed)
+        y = restore(model, frames, size=mid, detail=detail, seed=seed, source=source)
         return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
     if s < lo * 0.9999:
         pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
         frames = F.interpolate(frames, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-    return restore(model, frames, size=size, detail=detail, seed=seed)
+    return restore(model, frames, size=size, detail=detail, seed=seed, source=source)

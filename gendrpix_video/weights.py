@@ -2,7 +2,8 @@
 to rebuild and trust the model (config, scale range, provenance, licence).
 
 Tensor names: the UNet's under diffusers' `UNet2DConditionModel` key names (no prefix, so a diffusers
-checkpoint of a matching config loads key for key), plus `c_pos` and `c_neg`.
+checkpoint of a matching config loads key for key), plus `c_pos` and `c_neg` (and `c_pos_clean`,
+`c_neg_clean` for configs with clean-source contexts).
 Only safetensors is read: nothing is ever unpickled.
 """
 
@@ -21,7 +22,7 @@ from .model import GenDRPix, build_model
 
 FORMAT = "gendrpix-video"
 FORMAT_VERSION = "1"
-CONTEXT_KEYS = ("c_pos", "c_neg")
+CONTEXT_KEYS = ("c_pos", "c_neg", "c_pos_clean", "c_neg_clean")
 _DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
@@ -31,7 +32,8 @@ class WeightsError(ValueError):
 
 def model_tensors(model: GenDRPix) -> dict[str, torch.Tensor]:
     sd = {k: v for k, v in model.unet.state_dict().items()}
-    sd["c_pos"], sd["c_neg"] = model.c_pos.detach(), model.c_neg.detach()
+    for name in model.context_names():
+        sd[name] = getattr(model, name).detach()
     return sd
 
 
@@ -151,10 +153,11 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
     except (SafetensorError, OSError) as e:
         raise WeightsError(f"{path}: unreadable safetensors file: {e}") from None
     model = build_model(cfg, device="cpu")
-    model.unet.load_state_dict({k: v for k, v in tensors.items() if k not in CONTEXT_KEYS}, strict=True)
+    contexts = model.context_names()
+    model.unet.load_state_dict({k: v for k, v in tensors.items() if k not in contexts}, strict=True)
     with torch.no_grad():
-        model.c_pos.copy_(tensors["c_pos"])
-        model.c_neg.copy_(tensors["c_neg"])
+        for name in contexts:
+            getattr(model, name).copy_(tensors[name])
     if dtype is None:
         dtype = tensors["c_pos"].dtype
     try:

@@ -154,6 +154,24 @@ def test_eval_real_command_writes_tables_plot_and_crops(real_set, tmp_path, caps
     assert "| bicubic |" in printed and "h264_deint" in printed and "| method | x2 | x3 | x4 |" in printed
 
 
+def test_eval_real_scores_a_clean_source_row_for_models_that_have_one(real_set, tmp_path, capsys):
+    torch.manual_seed(0)
+    src = save_weights(build_model("tiny-source"), tmp_path / "src.safetensors")
+    plain = save_weights(build_model("tiny"), tmp_path / "plain.safetensors")
+    out = tmp_path / "real"
+    rc = cli_main(["eval-real", "--set", str(real_set), "--model", "none", "--candidate", f"s={src}@0.5",
+                   "--candidate", f"p={plain}@0.5", "--sources", "any,clean", "--teachers", "none",
+                   "--niqe-model", "none", "--frames", "2", "--limit", "1", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "real.json").read_text())
+    # a model without clean contexts gets no clean row
+    assert res["methods"] == ["bicubic", "s@0.5", "s@0.5 clean", "p@0.5"]
+    assert "s@0.5 clean" in res["clean_scales"]["x2"] and "s@0.5 clean" in res["temporal"]
+    with pytest.raises(SystemExit):
+        cli_main(["eval-real", "--set", str(real_set), "--sources", "dirty"])
+    assert "sources must be among any, clean" in capsys.readouterr().err
+
+
 def test_eval_real_merge_joins_runs_on_the_same_set(real_set, tmp_path, capsys):
     """A new model's rows joined to an earlier run's (teachers not run again); the later row of a
     name wins; runs on another set are refused with one line."""

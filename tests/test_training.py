@@ -138,8 +138,9 @@ def test_bank_mixes_clean_mild_video_and_full_batches_with_a_clean_teacher(photo
     seen = {}
     for _ in range(48):
         before = dict(bank.kinds)
-        hr, lr, t = bank.make()
+        hr, lr, t, clean = bank.make()
         kind = next(k for k in bank.kinds if bank.kinds[k] != before[k])
+        assert clean == (kind == "clean")
         up = torch.nn.functional.interpolate(lr.float() / 255, scale_factor=4, mode="bicubic")
         ratio = float((t.float() / 255).mean() / up.clamp(0, 1).mean())
         seen.setdefault(kind, []).append(ratio)

@@ -2,9 +2,10 @@
 
     python -m gendrpix_video.training.grow --init default --config wide-grid --out runs/grid0.safetensors
 
-Supported: adding the input-grid planes (`lr_grid`: the new inputs of `conv_in` start at zero) and
-the scale embedding (`scale_embed`: its last layer starts at zero), so the grown model restores
-every frame exactly as the original until training gives them weight.
+Supported: adding the input-grid planes (`lr_grid`: the new inputs of `conv_in` start at zero), the
+scale embedding (`scale_embed`: its last layer starts at zero) and the clean-source contexts
+(`source_contexts`: copies of c_pos and c_neg), so the grown model restores every frame exactly as
+the original, for every source, until training gives them weight.
 A run from scratch would cost the original's GPU-hours again.
 """
 
@@ -27,14 +28,20 @@ def grow(model: GenDRPix, config_name: str) -> GenDRPix:
     new = get_config(config_name)
     old = model.config
     same = new.replace(name=old.name, lr_grid=old.lr_grid, in_channels=old.in_channels,
-                       scale_embed=old.scale_embed, description=old.description)
-    if same != old or new.lr_grid < old.lr_grid or new.scale_embed < old.scale_embed:
-        raise ValueError(f"config {config_name} is not {old.name} with input-grid planes or a scale embedding")
+                       scale_embed=old.scale_embed, source_contexts=old.source_contexts,
+                       description=old.description)
+    if (same != old or new.lr_grid < old.lr_grid or new.scale_embed < old.scale_embed
+            or new.source_contexts < old.source_contexts):
+        raise ValueError(f"config {config_name} is not {old.name} with input-grid planes, a scale "
+                         "embedding or clean-source contexts")
     grown = GenDRPix(new).to(model.device, torch.float32)
     state = {k: v.float() for k, v in model.state_dict().items()}
     w = state["unet.conv_in.weight"]  # out x (3 x 64) x 3 x 3, unshuffle order: channel-major
     extra = torch.zeros(w.shape[0], new.in_channels - w.shape[1], *w.shape[2:], device=w.device)
     state["unet.conv_in.weight"] = torch.cat([w, extra], 1)
+    for name in ("c_pos", "c_neg"):  # clean sources start from the same contexts
+        if new.source_contexts and not old.source_contexts:
+            state[f"{name}_clean"] = state[name].clone()
     missing, _ = grown.load_state_dict(state, strict=False)
     assert all(k.startswith("unet.class_embedding.") for k in missing), missing
     if missing:
@@ -51,7 +58,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gendrpix-video grow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", required=True, help="model name or weights file to grow")
-    p.add_argument("--config", required=True, help="the larger config (e.g. wide-grid, wide-scale)")
+    p.add_argument("--config", required=True, help="the larger config (e.g. wide-grid, wide-scale, wide-source)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:

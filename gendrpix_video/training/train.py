@@ -167,7 +167,7 @@ class PairBank:
             t = teacher.restore_to(lr, tuple(hr.shape[-2:]))
         self.made += 1
         q = lambda x: (x.float().clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
-        return q(hr), q(lr), q(t)
+        return q(hr), q(lr), q(t), kind == "clean"
 
     def fill(self):
         while len(self.items) < self.args.bank:
@@ -178,8 +178,9 @@ class PairBank:
             self.items[random.randrange(len(self.items))] = self.make()
 
     def draw(self):
-        hr, lr, t = self.items[random.randrange(len(self.items))]
-        return hr.float() / 255, lr.float() / 255, t.float() / 255
+        """(HR, LR, teacher) of one batch as floats, and whether the batch is clean."""
+        hr, lr, t, clean = self.items[random.randrange(len(self.items))]
+        return hr.float() / 255, lr.float() / 255, t.float() / 255, clean
 
 
 def forward_random_phase(model, lr, size, ctx, phase=None):
@@ -348,7 +349,9 @@ def _train(args, group: distributed.Group) -> int:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
 
     n_neg = int(round(args.batch * args.neg_fraction))
-    ctx = torch.tensor([POS] * (args.batch - n_neg) + [NEG] * n_neg, device=dev)
+    ctx_any = torch.tensor([POS] * (args.batch - n_neg) + [NEG] * n_neg, device=dev)
+    # Configs with clean-source contexts learn them on the clean batches, the others on the rest.
+    ctx_clean = ctx_any + model.context_offset("clean") if model.config.source_contexts else ctx_any
     npos = args.batch - n_neg
     t_loop = time.time()
     # GPU time counts every GPU: N processes for t seconds are N*t GPU-seconds.
@@ -358,7 +361,8 @@ def _train(args, group: distributed.Group) -> int:
     def train_step(step):
         for grp in opt.param_groups:
             grp["lr"] = args.lr * schedule(step)
-        hr, lr, t = bank.draw()
+        hr, lr, t, clean = bank.draw()
+        ctx = ctx_clean if clean else ctx_any
         size = tuple(hr.shape[-2:])
         phase = (random.randrange(SHUFFLE), random.randrange(SHUFFLE))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):

@@ -1,0 +1,82 @@
+"""Clean-source contexts (`source_contexts` configs): a clip the user calls clean gets its own pair of
+contexts, learned on the clean training batches only."""
+
+import json
+
+import pytest
+import torch
+
+from gendrpix_video.loading import load_model
+from gendrpix_video.model import build_model
+from gendrpix_video.padcfg import restore, restore_any_scale
+from gendrpix_video.training import grow as grow_mod
+from gendrpix_video.training import train as train_mod
+from gendrpix_video.weights import save_weights
+
+from test_grid import _trained_tiny
+from test_training import make_photo_set
+
+
+def _grown(tmp_path):
+    src = save_weights(_trained_tiny(), tmp_path / "m.safetensors", default_detail=0.25)
+    assert grow_mod.main(["--init", str(src), "--config", "tiny-scale", "--out", str(tmp_path / "s.safetensors")]) == 0
+    assert grow_mod.main(["--init", str(tmp_path / "s.safetensors"), "--config", "tiny-source",
+                          "--out", str(tmp_path / "c.safetensors")]) == 0
+    return (load_model(tmp_path / "s.safetensors", device="cpu", dtype=torch.float32),
+            load_model(tmp_path / "c.safetensors", device="cpu", dtype=torch.float32))
+
+
+def test_grown_source_model_restores_both_sources_as_the_original(tmp_path):
+    a, b = _grown(tmp_path)
+    assert a.sources == ("any",) and b.sources == ("any", "clean")
+    assert b.metadata["provenance"]["grown"] == {"from": "tiny-scale", "to": "tiny-source"}
+    x = torch.rand(2, 3, 13, 17)
+    for size, detail in [((26, 34), None), ((52, 68), 1.0), ((30, 39), 0.0)]:
+        ref = restore(a, x, size, detail)
+        for source in ("any", "clean"):
+            assert torch.allclose(restore(b, x, size, detail, source=source), ref, atol=1e-5)
+
+
+def test_clean_contexts_change_only_the_clean_restores_and_survive_a_save(tmp_path):
+    a, b = _grown(tmp_path)
+    with torch.no_grad():
+        b.c_pos_clean.add_(torch.randn_like(b.c_pos_clean))
+        b.c_neg_clean.add_(torch.randn_like(b.c_neg_clean))
+    b.invalidate()
+    x = torch.rand(1, 3, 13, 17)
+    for detail in (0.0, 0.25, 1.0):
+        assert torch.allclose(restore(b, x, (52, 68), detail), restore(a, x, (52, 68), detail), atol=1e-5)
+        assert (restore(b, x, (52, 68), detail, source="clean") - restore(a, x, (52, 68), detail)).abs().max() > 1e-3
+    path = save_weights(b, tmp_path / "b2.safetensors")
+    c = load_model(path, device="cpu", dtype=torch.float32)
+    assert torch.equal(c.c_pos_clean, b.c_pos_clean) and torch.equal(c.c_neg_clean, b.c_neg_clean)
+    assert torch.equal(restore_any_scale(c, x, (104, 136), 0.25, source="clean"),
+                       restore_any_scale(b, x, (104, 136), 0.25, source="clean"))
+
+
+def test_a_source_the_model_lacks_or_does_not_know_is_a_clear_error():
+    m = build_model("tiny")
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="has no contexts for source 'clean'"):
+        restore(m, x, (16, 16), source="clean")
+    with pytest.raises(ValueError, match="source must be one of any, clean"):
+        restore(build_model("tiny-source"), x, (16, 16), source="dirty")
+
+
+def test_training_teaches_the_clean_contexts_on_clean_batches_only(tmp_path):
+    photos = make_photo_set(tmp_path / "photos")
+    a, b = _grown(tmp_path)
+    init = save_weights(b, tmp_path / "init.safetensors")
+    common = ["--config", "tiny-source", "--init", str(init), "--data", str(photos), "--teacher", "test-bicubic",
+              "--batch", "4", "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu",
+              "--eval-every", "1000", "--max-steps", "3", "--ema", "0"]
+    moved = {}
+    for frac in ("0", "1"):
+        out = tmp_path / f"run{frac}"
+        assert train_mod.main(common + ["--out", str(out), "--clean-fraction", frac]) == 0
+        m = load_model(out / "model.safetensors", device="cpu", dtype=torch.float32)
+        moved[frac] = {n: float((getattr(m, n) - getattr(b, n)).abs().max()) for n in m.context_names()}
+        assert json.loads((out / "state.json").read_text())["step"] == 3
+    # no clean batch: the clean pair is untouched; only clean batches: the other pair is
+    assert moved["0"]["c_pos_clean"] == 0 and moved["0"]["c_neg_clean"] == 0 and moved["0"]["c_pos"] > 0
+    assert moved["1"]["c_pos"] == 0 and moved["1"]["c_neg"] == 0 and moved["1"]["c_pos_clean"] > 0
