@@ -80,3 +80,26 @@ def test_training_teaches_the_clean_contexts_on_clean_batches_only(tmp_path):
     # no clean batch: the clean pair is untouched; only clean batches: the other pair is
     assert moved["0"]["c_pos_clean"] == 0 and moved["0"]["c_neg_clean"] == 0 and moved["0"]["c_pos"] > 0
     assert moved["1"]["c_pos"] == 0 and moved["1"]["c_neg"] == 0 and moved["1"]["c_pos_clean"] > 0
+
+
+def test_kind_balance_scales_clean_batches_up_to_the_damaged_loss_level():
+    bal = train_mod.KindBalance(decay=0.5, cap=10.0)
+    loss, w = bal(torch.tensor(0.1), clean=True)
+    assert w == 1.0 and float(loss) == pytest.approx(0.1)   # no damaged batch seen yet
+    loss, w = bal(torch.tensor(0.4), clean=False)
+    assert w == 1.0 and float(loss) == pytest.approx(0.4)   # damaged batches are never scaled
+    loss, w = bal(torch.tensor(0.1), clean=True)
+    assert w == pytest.approx(4.0) and float(loss) == pytest.approx(0.4)
+    bal(torch.tensor(100.0), clean=False)
+    assert bal(torch.tensor(0.1), clean=True)[1] == 10.0     # capped
+
+
+def test_balanced_run_records_it_and_logs_the_clean_scale(tmp_path):
+    photos = make_photo_set(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert train_mod.main(["--config", "tiny-source", "--data", str(photos), "--teacher", "test-bicubic",
+                           "--batch", "4", "--crop", "64", "--bank", "4", "--refresh", "1", "--device", "cpu",
+                           "--eval-every", "1000", "--max-steps", "3", "--clean-fraction", "0.5",
+                           "--balance-clean", "--out", str(out)]) == 0
+    assert load_model(out / "model.safetensors", device="cpu").metadata["provenance"]["balance_clean"] is True
+    assert "clean_scale" in json.loads((out / "state.json").read_text())["history"][0]

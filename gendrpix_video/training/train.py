@@ -94,6 +94,11 @@ def build_parser():
     p.add_argument("--video-fraction", type=float, default=0.0,
                    help="share of bank batches made by the video-encoder degradation (deinterlace, "
                         "block-DCT coding at a low quality, deblocking)")
+    p.add_argument("--balance-clean", action="store_true",
+                   help="scale each clean batch's loss by the running ratio of the damaged batches' loss to "
+                        "the clean ones' (at most x10): Adam's step size follows the larger damaged-batch "
+                        "gradients, so in a mixed run clean batches otherwise move the weights a few times less "
+                        "than in a clean-only run")
     p.add_argument("--clean-teacher",
                    help="teacher for the clean batches (default: --teacher); a fidelity model such as "
                         "span-x4 gives clean input a sharp, faithful target")
@@ -190,6 +195,23 @@ def forward_random_phase(model, lr, size, ctx, phase=None):
     p, q = phase or (random.randrange(SHUFFLE), random.randrange(SHUFFLE))
     phase = (p, SHUFFLE - p, q, SHUFFLE - q)
     return run_padded(model, x, phase, ctx, tuple(lr.shape[-2:]))
+
+
+class KindBalance:
+    """Running means of the clean and the damaged batches' losses (`--balance-clean`)."""
+
+    def __init__(self, decay: float = 0.98, cap: float = 10.0):
+        self.decay, self.cap, self.mean = decay, cap, {}
+
+    def __call__(self, loss: torch.Tensor, clean: bool) -> tuple[torch.Tensor, float]:
+        """`loss`, scaled if clean by the damaged-to-clean ratio (1 until both kinds were seen)."""
+        k = "clean" if clean else "damaged"
+        v = float(loss.detach())
+        self.mean[k] = v if k not in self.mean else self.decay * self.mean[k] + (1 - self.decay) * v
+        if not clean or "damaged" not in self.mean:
+            return loss, 1.0
+        w = min(self.cap, max(1.0, self.mean["damaged"] / max(self.mean["clean"], 1e-8)))
+        return loss * w, w
 
 
 def stability_loss(net, lr, y, size, ctx, phase, share=0.25, sigma=(1 / 255, 8 / 255)):
@@ -353,6 +375,7 @@ def _train(args, group: distributed.Group) -> int:
     # Configs with clean-source contexts learn them on the clean batches, the others on the rest.
     ctx_clean = ctx_any + model.context_offset("clean") if model.config.source_contexts else ctx_any
     npos = args.batch - n_neg
+    balance = KindBalance() if args.balance_clean else None
     t_loop = time.time()
     # GPU time counts every GPU: N processes for t seconds are N*t GPU-seconds.
     gpu_before = state["gpu_seconds"] + (t_loop - t_start) * group.world
@@ -396,6 +419,8 @@ def _train(args, group: distributed.Group) -> int:
             l_ph = phase_loss(net, lr, y, size, ctx, phase)
             loss = loss + args.phase_weight * l_ph
             logs["phase"] = l_ph
+        if balance is not None:
+            loss, logs["clean_scale"] = balance(loss, clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(model.parameters(), group)
@@ -442,7 +467,7 @@ def _train(args, group: distributed.Group) -> int:
         if step % 50 == 0 and group.main:
             now = time.time()
             rec = dict(step=step, lr=opt.param_groups[0]["lr"], gpu_min=gpu_now() / 60,
-                       **{k: v.item() for k, v in logs.items()})
+                       **{k: float(v) for k, v in logs.items()})
             state["history"].append(rec)
             if step % 500 == 0:
                 log(f"step {step} loss {rec['loss']:.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)")
@@ -514,6 +539,8 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
                               stability=args.stability_weight, neg_target=args.stage2_neg_target)
     if args.phase_weight:
         prov["phase_weight"] = args.phase_weight
+    if args.balance_clean:
+        prov["balance_clean"] = True
     if args.degrade:
         prov["degrade"] = list(args.degrade)
     if group.active:
