@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .model import DEFAULT_DETAIL, GenDRPix
+from .model import DEFAULT_DETAIL, SOURCES, GenDRPix
 from .policy import inference_dtype, pick_device
 from .weights import WeightsError, load_weights, read_header
 
@@ -26,6 +26,7 @@ class ModelInfo:
     config: str
     default_detail: float
     size_bytes: int
+    sources: tuple[str, ...] = ("any",)
 
 
 def shipped_models() -> dict[str, Path]:
@@ -41,8 +42,16 @@ def list_models(pattern: str = "*") -> list[ModelInfo]:
         meta = read_header(path).get("__metadata__", {})
         out.append(ModelInfo(name, path, meta.get("config_name", "?"),
                              float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))),
-                             path.stat().st_size))
+                             path.stat().st_size, model_sources(meta)))
     return out
+
+
+def model_sources(meta: dict) -> tuple[str, ...]:
+    """The sources a weights file's metadata says its model restores (see `GenDRPix.sources`)."""
+    extra = set(json.loads(meta.get("sources", "{}")))
+    if json.loads(meta.get("config", "{}")).get("source_contexts"):
+        extra.add("clean")
+    return tuple(s for s in SOURCES if s == "any" or s in extra)
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Path:

@@ -41,6 +41,10 @@ class GenDRPix(nn.Module):
         # The detail the model was tuned for (PadCFG w): what `restore` uses when none is given.
         self.default_detail = DEFAULT_DETAIL
         self.metadata: dict = {}
+        # Weight deltas that make the network for another source ({"clean": {tensor name: delta}},
+        # float, on the CPU), from the weights file; the network for that source is built on demand.
+        self.source_deltas: dict[str, dict[str, torch.Tensor]] = {}
+        self._twins: dict = {}
         self._cache: tuple | None = None
         self._lock = threading.Lock()
 
@@ -56,7 +60,43 @@ class GenDRPix(nn.Module):
     @property
     def sources(self) -> tuple[str, ...]:
         """The sources this model restores differently: ("any",) or ("any", "clean")."""
-        return SOURCES if self.config.source_contexts else SOURCES[:1]
+        return tuple(s for s in SOURCES if s == "any" or self.config.source_contexts or s in self.source_deltas)
+
+    def for_source(self, source: str) -> tuple["GenDRPix", int]:
+        """The network and the context offset that restore `source`: this network (with the
+        source's contexts, for `source_contexts` configs) or, from the weights file's delta for the
+        source, a twin network with its own weights (made once per device and dtype)."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+        if source == "any":
+            return self, 0
+        if self.config.source_contexts:
+            return self, self.context_offset(source)
+        if source not in self.source_deltas:
+            raise ValueError(f"model config {self.config.name!r} has no contexts for source {source!r} "
+                             f"(only: {', '.join(self.sources)})")
+        key = (source, self.device, self.dtype)
+        twin = self._twins.get(key)
+        if twin is None:
+            with self._lock:
+                twin = self._twins.get(key)
+                if twin is None:
+                    twin = self._make_twin(source)
+                    self._twins = {key: twin}  # one source's twin at a time is kept
+        return twin, 0
+
+    def _make_twin(self, source: str) -> "GenDRPix":
+        delta = self.source_deltas[source]
+        twin = GenDRPix(self.config)
+        state = {k: v.detach().float().cpu() for k, v in self.state_dict().items()}
+        with torch.no_grad():
+            twin.load_state_dict({k: v + delta[k] if k in delta else v for k, v in state.items()})
+        twin.scale_range, twin.default_detail = self.scale_range, self.default_detail
+        twin.metadata = {**self.metadata, "for_source": source}
+        twin = twin.to(self.device, self.dtype).eval().requires_grad_(False)
+        if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
+            twin = twin.to(memory_format=torch.channels_last)
+        return twin
 
     def context_names(self) -> tuple[str, ...]:
         """The learned contexts in index order (the per-sample `ctx_index` picks one)."""
@@ -104,6 +144,7 @@ class GenDRPix(nn.Module):
 
     def invalidate(self) -> None:
         self._cache = None
+        self._twins = {}
 
     def train(self, mode: bool = True):
         self.invalidate()

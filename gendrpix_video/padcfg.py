@@ -128,7 +128,7 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     damage is kept. The result is in [0, 1], on the device and in the dtype of `frames`.
     """
     check_frames(frames)
-    off = model.context_offset(source)
+    model, off = model.for_source(source)
     size = (int(size[0]), int(size[1]))
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"size must be positive, got {size}")

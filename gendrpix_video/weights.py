@@ -4,6 +4,11 @@ to rebuild and trust the model (config, scale range, provenance, licence).
 Tensor names: the UNet's under diffusers' `UNet2DConditionModel` key names (no prefix, so a diffusers
 checkpoint of a matching config loads key for key), plus `c_pos` and `c_neg` (and `c_pos_clean`,
 `c_neg_clean` for configs with clean-source contexts).
+Another source's network (`GenDRPix.source_deltas`, e.g. "clean") travels as a weight delta over
+these tensors, 4-bit per output channel for tensors of two or more dimensions (`source.NAME.KEY.q4`,
+two values a byte, and `source.NAME.KEY.scale`), fp16 otherwise (`source.NAME.KEY`); metadata
+`sources` lists them with their provenance. A delta is a fraction of the network's size where a
+second network would double the package.
 Only safetensors is read: nothing is ever unpickled.
 """
 
@@ -37,6 +42,40 @@ def model_tensors(model: GenDRPix) -> dict[str, torch.Tensor]:
     return sd
 
 
+DELTA_PREFIX = "source."
+_Q4 = 7  # 4-bit symmetric levels: -7..7, stored +8 in a nibble
+
+
+def pack_delta(delta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One tensor's delta as stored: 4-bit with a scale per output channel (2+ dimensions), else fp16."""
+    d = delta.detach().float().cpu()
+    if d.ndim < 2:
+        return {"": d.half()}
+    m = d.reshape(d.shape[0], -1)
+    scale = (m.abs().amax(1, keepdim=True) / _Q4).clamp_min(1e-12)
+    q = (torch.round(m / scale).clamp(-_Q4, _Q4) + 8).to(torch.uint8)
+    if q.shape[1] % 2:
+        q = torch.cat([q, torch.full((q.shape[0], 1), 8, dtype=torch.uint8)], 1)
+    return {".q4": q[:, 0::2] | (q[:, 1::2] << 4), ".scale": scale[:, 0].half()}
+
+
+def unpack_delta(parts: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+    if "" in parts:
+        return parts[""].float().reshape(shape)
+    q, scale = parts[".q4"], parts[".scale"].float()
+    vals = torch.stack([q & 15, q >> 4], -1).reshape(q.shape[0], -1).float() - 8
+    n = math.prod(shape[1:])
+    return (vals[:, :n] * scale[:, None]).reshape(shape)
+
+
+def packed_shapes(shape: torch.Size) -> dict[str, tuple]:
+    """The stored tensors of one delta (suffix -> shape), as `pack_delta` writes them."""
+    if len(shape) < 2:
+        return {"": tuple(shape)}
+    n = math.prod(shape[1:])
+    return {".q4": (shape[0], (n + 1) // 2), ".scale": (shape[0],)}
+
+
 def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict | None = None,
                  license: str | None = None, scale_range: tuple[float, float] | None = None,
                  dtype: torch.dtype | None = None, default_detail: float | None = None) -> Path:
@@ -51,6 +90,13 @@ def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict |
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         tensors[k] = v.contiguous()
+    sources = {}
+    for src, delta in model.source_deltas.items():
+        for k, d in delta.items():
+            k = k.removeprefix("unet.")  # file names: the UNet's without prefix, as above
+            for suffix, t in pack_delta(d).items():
+                tensors[f"{DELTA_PREFIX}{src}.{k}{suffix}"] = t.contiguous()
+        sources[src] = model.metadata.get("sources", {}).get(src, {})
     prov = dict(model.metadata.get("provenance", {}))
     prov.update(provenance or {})
     meta = {
@@ -63,6 +109,8 @@ def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict |
         "provenance": json.dumps(prov, sort_keys=True),
         "license": license or model.metadata.get("license", "unspecified"),
     }
+    if sources:
+        meta["sources"] = json.dumps(sources, sort_keys=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
@@ -146,7 +194,29 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
     meta = header.get("__metadata__") or {}
     cfg = _config_from_metadata(path, meta)
     model = build_model(cfg, device="meta")
-    expected = {k: v.shape for k, v in model_tensors(model).items()}
+    base = {k: v.shape for k, v in model_tensors(model).items()}
+    try:
+        sources = json.loads(meta.get("sources", "{}"))
+        if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+            raise ValueError("sources must map a source to its description")
+    except ValueError as e:
+        raise WeightsError(f"{path}: bad metadata: {e}") from None
+    # A source's delta covers some of the network's tensors, each stored as `packed_shapes` says.
+    delta_keys: dict[str, dict[str, dict[str, str]]] = {s: {} for s in sources}
+    expected = dict(base)
+    stored = {f"{DELTA_PREFIX}{src}.{k}{suffix}": (src, k, suffix, pshape)
+              for src in sources for k, shape in base.items() for suffix, pshape in packed_shapes(shape).items()}
+    for name in header:
+        if name in stored:
+            src, k, suffix, pshape = stored[name]
+            expected[name] = torch.Size(pshape)
+            delta_keys[src].setdefault(k, {})[suffix] = name
+    for src, keys in delta_keys.items():
+        if not keys:
+            raise WeightsError(f"{path}: metadata lists source {src!r} but the file holds no delta for it")
+        for k, parts in keys.items():
+            if set(parts) != set(packed_shapes(base[k])):
+                raise WeightsError(f"{path}: incomplete {src!r} delta for tensor {k}")
     check_tensors(path, header, expected, cfg.name)
     try:
         tensors = load_file(str(path), device="cpu")
@@ -154,7 +224,7 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
         raise WeightsError(f"{path}: unreadable safetensors file: {e}") from None
     model = build_model(cfg, device="cpu")
     contexts = model.context_names()
-    model.unet.load_state_dict({k: v for k, v in tensors.items() if k not in contexts}, strict=True)
+    model.unet.load_state_dict({k: v for k, v in tensors.items() if k in base and k not in contexts}, strict=True)
     with torch.no_grad():
         for name in contexts:
             getattr(model, name).copy_(tensors[name])
@@ -172,6 +242,14 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
     model.default_detail = detail
     model.metadata = {"provenance": prov, "license": meta.get("license", "unspecified"), "path": str(path),
                       "format_version": meta.get("format_version")}
+    if sources:
+        model.metadata["sources"] = sources
+        # unet. / c_* names of the state dict, as the twin network loads them
+        name_of = {k: k if k in model.context_names() else f"unet.{k}" for k in base}
+        model.source_deltas = {
+            src: {name_of[k]: unpack_delta({sfx: tensors[n] for sfx, n in parts.items()}, base[k])
+                  for k, parts in keys.items()}
+            for src, keys in delta_keys.items()}
     return model.to(device=device, dtype=dtype).eval()
 
 

@@ -103,3 +103,89 @@ def test_balanced_run_records_it_and_logs_the_clean_scale(tmp_path):
                            "--balance-clean", "--out", str(out)]) == 0
     assert load_model(out / "model.safetensors", device="cpu").metadata["provenance"]["balance_clean"] is True
     assert "clean_scale" in json.loads((out / "state.json").read_text())["history"][0]
+
+
+def _three_tiny(tmp_path):
+    """A base model, a model and that model trained further (perturbed), as files."""
+    base = _trained_tiny()
+    a = _trained_tiny()
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    b = _trained_tiny()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return [save_weights(m, tmp_path / f"{n}.safetensors", default_detail=0.25)
+            for n, m in (("base", base), ("from", a), ("to", b))]
+
+
+def test_source_delta_gives_the_clean_source_base_plus_the_runs_difference(tmp_path):
+    from gendrpix_video.training import source_delta
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    out = tmp_path / "src.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(out)]) == 0
+    m = load_model(out, device="cpu", dtype=torch.float32)
+    base, a, b = (load_model(p, device="cpu", dtype=torch.float32) for p in (base_p, from_p, to_p))
+    assert m.sources == ("any", "clean") and m.metadata["sources"]["clean"]["to"] == str(to_p)
+    ref = _trained_tiny()
+    sa, sb, s0 = a.state_dict(), b.state_dict(), base.state_dict()
+    ref.load_state_dict({k: s0[k] + sb[k] - sa[k] for k in s0})
+    x = torch.rand(2, 3, 13, 17)
+    for detail in (0.0, 0.25, 1.0):
+        # source any: the base network (stored in fp16)
+        assert torch.allclose(restore(m, x, (52, 68), detail), restore(base, x, (52, 68), detail), atol=5e-3)
+        got = restore(m, x, (52, 68), detail, source="clean")
+        want = restore(ref, x, (52, 68), detail)
+        # 4-bit delta (random here, so with heavy tails): several times closer to base + delta than base is
+        assert (got - want).abs().mean() < 0.35 * (restore(base, x, (52, 68), detail) - want).abs().mean()
+    # saved again (fp16 base), the clean network survives; a half-precision model builds its twin in half
+    again = load_model(save_weights(m, tmp_path / "again.safetensors"), device="cpu", dtype=torch.float32)
+    assert torch.allclose(restore(again, x, (52, 68), 0.25, source="clean"),
+                          restore(m, x, (52, 68), 0.25, source="clean"), atol=1e-5)
+    h = load_model(out, device="cpu", dtype=torch.bfloat16)
+    assert restore(h, x.bfloat16(), (52, 68), 0.25, source="clean").dtype == torch.bfloat16
+    from gendrpix_video.loading import list_models, model_sources
+    from gendrpix_video.weights import read_header
+    assert model_sources(read_header(out)["__metadata__"]) == ("any", "clean")
+    assert all(isinstance(i.sources, tuple) for i in list_models())
+
+
+def test_a_damaged_source_delta_is_a_weights_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from gendrpix_video.training import source_delta
+    from gendrpix_video.weights import WeightsError, read_header
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    out = tmp_path / "src.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(out)]) == 0
+    meta = read_header(out)["__metadata__"]
+    tensors = load_file(str(out))
+    q4 = next(k for k in tensors if k.endswith(".q4"))
+    cut = dict(tensors)
+    cut.pop(q4)
+    save_file(cut, str(tmp_path / "cut.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="incomplete 'clean' delta"):
+        load_model(tmp_path / "cut.safetensors", device="cpu")
+    bad = dict(tensors)
+    bad[q4] = torch.zeros(bad[q4].shape[0], bad[q4].shape[1] + 1, dtype=torch.uint8)
+    save_file(bad, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="has shape"):
+        load_model(tmp_path / "bad.safetensors", device="cpu")
+    none = {k: v for k, v in tensors.items() if not k.startswith("source.")}
+    save_file(none, str(tmp_path / "none.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="no delta"):
+        load_model(tmp_path / "none.safetensors", device="cpu")
+
+
+def test_training_from_a_model_with_a_source_delta_drops_it(tmp_path):
+    from gendrpix_video.training import source_delta
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    init = tmp_path / "src.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(init)]) == 0
+    photos = make_photo_set(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert train_mod.main(["--config", "tiny", "--init", str(init), "--data", str(photos), "--teacher", "test-bicubic",
+                           "--batch", "4", "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu",
+                           "--eval-every", "1000", "--max-steps", "1", "--out", str(out)]) == 0
+    assert load_model(out / "model.safetensors", device="cpu").sources == ("any",)

@@ -310,6 +310,8 @@ def _train(args, group: distributed.Group) -> int:
     ckpt_path = out / "ckpt.safetensors"
     if args.init:
         model = load_weights(args.init, device=dev, dtype=torch.float32)
+        # Another source's delta was made for these weights, not for what training makes of them.
+        model.source_deltas = {}
     else:
         model = build_model(args.config, device=dev)
     model.train().requires_grad_(True)
@@ -467,7 +469,7 @@ def _train(args, group: distributed.Group) -> int:
         if step % 50 == 0 and group.main:
             now = time.time()
             rec = dict(step=step, lr=opt.param_groups[0]["lr"], gpu_min=gpu_now() / 60,
-                       **{k: float(v) for k, v in logs.items()})
+                       **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in logs.items()})
             state["history"].append(rec)
             if step % 500 == 0:
                 log(f"step {step} loss {rec['loss']:.4f} ({(now - last) / 50 * 1000 if step else 0:.0f} ms/step)")
