@@ -36,6 +36,22 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_source_model(tmp_path_factory) -> Path:
+    """A tiny saved model with clean-source contexts: its output layer is not zero and its clean
+    contexts differ from the any-source ones, so `source="clean"` changes pixels."""
+    from gendrpix_video import build_model, save_weights
+    gen = torch.Generator().manual_seed(0)
+    m = build_model("tiny-source")
+    with torch.no_grad():
+        m.unet.conv_out.weight.copy_(torch.randn(m.unet.conv_out.weight.shape, generator=gen) * 0.05)
+        for c in (m.c_pos_clean, m.c_neg_clean):
+            c.add_(torch.randn(c.shape, generator=gen))
+    path = tmp_path_factory.mktemp("model") / "tiny-source.safetensors"
+    save_weights(m, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def clips(tmp_path_factory):
     """Clips made once per session, by name (a cache: tests must not modify them)."""
     root = tmp_path_factory.mktemp("clips")

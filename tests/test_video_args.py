@@ -1,11 +1,13 @@
 """Every numeric option is checked against its range, zero included: one line naming the option
-and its range, exit 2, nothing read or written. Library callers get the same check."""
+and its range, exit 2, nothing read or written. Library callers get the same check. --source is
+checked against the model's sources the same way."""
+import numpy as np
 import pytest
 
-from gendrpix_video.video import UpscaleSettings, upscale_file
+from gendrpix_video.video import UpscaleSettings, VideoError, upscale_file
 from gendrpix_video.video.argcheck import ArgError
 from gendrpix_video.video.presets import RANGES
-from video_fixtures import file_fingerprint, run_upscale
+from video_fixtures import decoded_frames, file_fingerprint, run_upscale
 
 PREFIX = "gendrpix-video: error: "
 
@@ -63,3 +65,50 @@ def test_presets_use_the_same_ranges(tmp_path, clips, tiny_model, capsys):
     (line,) = err.strip().splitlines()
     assert "'height': must be between 16 and 8640" in line and "'segment_frames': must be between 1" in line
     assert all(r.lo >= 0 for r in RANGES.values())
+
+
+# -- --source: what the input is, checked against the model before any input is read ---------
+def test_source_clean_changes_the_output_and_is_in_the_plan(clips, tiny_source_model, tmp_path, capsys):
+    src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
+    common = [src, "--model", tiny_source_model, "--scale", "2", "--codec", "ffv1", "--pix-fmt", "yuv420p",
+              "--duration", "0.2"]
+    code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "any.mkv", "--quiet")
+    assert code == 0, err
+    code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "clean.mkv", "--source", "clean")
+    assert code == 0, err
+    assert "source clean, detail" in err                     # the plan says it
+    a, b = decoded_frames(tmp_path / "any.mkv"), decoded_frames(tmp_path / "clean.mkv")
+    assert len(a) == len(b) == 5
+    assert not any(np.array_equal(x, y) for x, y in zip(a, b))  # the clean contexts differ
+
+
+def test_source_clean_with_a_model_without_it_is_one_line(clips, tiny_model, tmp_path, capsys):
+    src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
+    before = file_fingerprint(src)
+    code, out, err = run_upscale(capsys, src, "-o", tmp_path / "o.mkv", "--model", tiny_model, "--scale", "2",
+                                 "--source", "clean")
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"{PREFIX}--source clean: model tiny (tiny) has no contexts for clean sources "
+                           "(it has: any)"), line
+    assert "--source any" in line and "Traceback" not in err
+    assert not list(tmp_path.iterdir()) and file_fingerprint(src) == before
+
+
+def test_bad_source_is_a_parser_error(capsys):
+    from gendrpix_video.cli.upscale import main
+    with pytest.raises(SystemExit) as e:
+        main(["x.mkv", "--source", "dirty"])
+    assert e.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"{PREFIX}upscale: argument --source: invalid choice: 'dirty'"), line
+
+
+def test_library_callers_get_the_source_check(clips, tiny_model, tmp_path):
+    src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
+    s = UpscaleSettings.from_preset().override(codec="ffv1", pix_fmt="yuv420p", scale=2, source="clean")
+    with pytest.raises(VideoError, match=r"--source clean: model tiny \(tiny\) has no contexts for clean"):
+        upscale_file(src, tmp_path / "o.mkv", s, model=tiny_model)
+    assert not list(tmp_path.iterdir())          # the job folder is gone, nothing was written
+    with pytest.raises(Exception, match=r"'source': must be one of any, clean, got 'dirty'"):
+        s.override(source="dirty")

@@ -24,7 +24,8 @@ def test_unknown_key_and_bad_values_name_the_key(tmp_path):
     p = tmp_path / "x.yaml"
     for text, key in [("bogus: 1\n", "bogus"), ("crf: -3\n", "crf"), ("batch: 2.5\n", "batch"),
                       ("size: big\n", "size"), ("codec: mpeg2video\n", "codec"), ("options: 3\n", "options"),
-                      ("container: avi\n", "container"), ("encoders: zero\n", "encoders")]:
+                      ("container: avi\n", "container"), ("encoders: zero\n", "encoders"),
+                      ("source: dirty\n", "source")]:
         p.write_text(text)
         with pytest.raises(presets.PresetError, match=repr(key)):
             UpscaleSettings.from_preset(str(p))
@@ -50,6 +51,20 @@ def test_flags_override_preset():
     args = parser().parse_args(["x.mkv", "--preset", "delivery", "--codec", "prores_ks"])
     s = settings_from(args)
     assert s.codec == "prores_ks" and s.pix_fmt in ("yuv422p10le", "yuv444p10le") and s.speed is None
+
+
+def test_source_from_a_preset_and_over_it(tmp_path):
+    from gendrpix_video.cli.upscale import parser, settings_from
+    assert UpscaleSettings.from_preset().source == "any"
+    p = tmp_path / "masters.yaml"
+    p.write_text("codec: ffv1\nsource: clean\n")
+    assert UpscaleSettings.from_preset(str(p)).source == "clean"
+    assert settings_from(parser().parse_args(["x.mkv", "--preset", str(p)])).source == "clean"
+    assert settings_from(parser().parse_args(["x.mkv", "--preset", str(p), "--source", "any"])).source == "any"
+    p.write_text("source: Clean\n")
+    with pytest.raises(presets.PresetError) as e:
+        UpscaleSettings.from_preset(str(p))
+    assert str(e.value) == "preset masters.yaml: bad value for 'source': must be one of any, clean, got 'Clean'"
 
 
 def test_presets_command_lists(capsys):

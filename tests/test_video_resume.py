@@ -81,3 +81,30 @@ def test_resume_refuses_other_settings(clips, tiny_model, tmp_path, capsys, monk
     # Starting over without --resume works and cleans up.
     assert run_upscale(capsys, src, "-o", target, "--scale", "3", *common)[0] == 0
     assert target.exists() and not (tmp_path / ".r.mkv.gendrpix").exists()
+
+
+def test_resume_keeps_the_source(clips, tmp_path):
+    """The source is part of the job's identity: a resume with another one is refused, naming it;
+    "any" adds no key, so a state without one resumes as before."""
+    from gendrpix_video.video.errors import VideoError
+    from gendrpix_video.video.job import Job, workdir_of
+    from gendrpix_video.video.lock import JobLock
+    from gendrpix_video.video.pipeline import plan_job
+    from gendrpix_video.video.presets import UpscaleSettings
+    from gendrpix_video.video.probe import probe
+
+    src = clips("long.mkv", codec="ffv1", pix_fmt="yuv420p", pts_ms=PTS)
+    target, info = tmp_path / "r.mkv", probe(src)
+    s = UpscaleSettings.from_preset().override(codec="ffv1", pix_fmt="yuv420p", scale=2)
+
+    def params(source):
+        plan = plan_job(src, target, info, s.override(source=source), model_id="m", detail=1.0, device="cpu")
+        assert plan.engine.source == source
+        return plan.params
+
+    assert "source" not in params("any") and params("clean")["source"] == "clean"
+    with JobLock(workdir_of(target), str(target)) as lock:
+        Job(target, params("clean"), lock).start(resume=False)
+        with pytest.raises(VideoError, match=r"cannot resume r.mkv: settings differ .*\(source\)"):
+            Job(target, params("any"), lock).start(resume=True)
+        Job(target, params("clean"), lock).start(resume=True)

@@ -198,6 +198,26 @@ def test_out_of_order_requests_are_bit_exact(model):
             np.testing.assert_allclose(_planes(other.get_frame(n)), ref[n], atol=1e-4)
 
 
+def test_source_clean_uses_the_clean_contexts():
+    """On a model with clean-source contexts (changed from the any-source ones), source="clean"
+    is the core's clean restore and differs from the default."""
+    from gendrpix_video import build_model, restore
+
+    torch.manual_seed(0)
+    m = build_model("tiny-source", device="cpu")
+    with torch.no_grad():
+        torch.nn.init.normal_(m.unet.conv_out.weight, std=0.01)
+        m.c_pos_clean.add_(torch.randn_like(m.c_pos_clean))
+    m.eval().invalidate()
+    src = _src(length=2)
+    clean = gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2, source="clean")
+    frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
+    expected = restore(m, frames, size=(96, 128), detail=1.0, source="clean")
+    default = _planes(gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2).get_frame(1))
+    assert np.array_equal(_planes(clean.get_frame(1)), expected[1].numpy())
+    assert not np.array_equal(_planes(clean.get_frame(1)), default)
+
+
 def test_seed_changes_output(model):
     src = _src(length=1)
     a = _planes(gendrpix(src, scale=2, model=model, seed=0).get_frame(0))
@@ -272,11 +292,21 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(dtype="int8"), "dtype must be"),
         (dict(dtype=torch.float16), "model is torch.float32 but dtype=torch.float16"),
         (dict(device_index=-1), "device_index must be a non-negative integer"),
+        (dict(source="dirty"), "source must be one of 'any', 'clean', got 'dirty'"),
+        (dict(source=None), "source must be one of 'any', 'clean', got None"),
+        (dict(source="clean"), r"source='clean': model of config tiny has no contexts for clean sources "
+                               r"\(it has: any\); use source='any'"),
     ],
 )
 def test_bad_parameters(model, kw, match):
     with pytest.raises(vs.Error, match=match):
         gendrpix(_src(length=1), model=model, **kw)
+
+
+def test_source_a_model_file_lacks_names_the_file(tiny_model):
+    with pytest.raises(vs.Error, match=r"gendrpix: source='clean': model tiny \(tiny\) has no contexts for clean "
+                                       r"sources \(it has: any\)"):
+        gendrpix(_src(length=1), model=str(tiny_model), source="clean")
 
 
 def test_bad_model_values():

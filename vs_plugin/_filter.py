@@ -49,6 +49,7 @@ import vapoursynth as vs
 
 from gendrpix_video import WeightsError, list_models, load_model, restore
 from gendrpix_video import policy
+from gendrpix_video.model import SOURCES
 
 __all__ = ["gendrpix"]
 
@@ -155,6 +156,16 @@ def _pick_device(device_index: Any) -> torch.device:
         raise _err(f"device_index={device_index} requests CUDA, but {e}{hint}") from None
 
 
+def _check_source(net: Any, source: str) -> None:
+    """Refuse a source the model has no contexts for, naming the model and the sources it has."""
+    have = tuple(getattr(net, "sources", ("any",)))
+    if source not in have:
+        stem = os.path.splitext(os.path.basename(net.metadata.get("source") or ""))[0]
+        what = f"{stem} ({net.config.name})" if stem else f"of config {net.config.name}"
+        raise _err(f"source={source!r}: model {what} has no contexts for {source} sources "
+                   f"(it has: {', '.join(have)}); use source={have[0]!r} or a model made for {source} sources")
+
+
 def _get_model(model: Any, device_index: Any, dtype: Any) -> Any:
     """Return a ready model; its ``.device``/``.dtype`` decide where inference runs."""
     want_dtype = _parse_dtype(dtype)
@@ -220,6 +231,7 @@ class _Runner:
         np_dtype: np.dtype,
         detail: float,
         seed: int,
+        source: str,
     ) -> None:
         self.model = model
         self.device = torch.device(model.device)
@@ -231,6 +243,7 @@ class _Runner:
         self.t_dtype = torch.float16 if self.np_dtype == np.float16 else torch.float32
         self.detail = float(detail)
         self.seed = int(seed)
+        self.source = source
 
         # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
         # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
@@ -295,7 +308,7 @@ class _Runner:
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         # restore() works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
         return restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
-                       detail=self.detail, seed=self.seed)
+                       detail=self.detail, seed=self.seed, source=self.source)
 
     # -- cache --
     def get(self, n: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
@@ -365,6 +378,7 @@ def gendrpix(
     device_index: int | None = None,
     model: Any = None,
     dtype: Any = None,
+    source: str = "any",
 ) -> vs.VideoNode:
     """Restore / upscale a clip with GenDR-Pix.
 
@@ -383,6 +397,10 @@ def gendrpix(
                          or a model from ``gendrpix_video.build_model``/``load_model``.
     :param dtype:        Inference dtype ("bf16", "fp16", "fp32" or a torch dtype);
                          default bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
+    :param source:       What the clip is: "any" (may be noisy or compressed; the model removes that
+                         damage) or "clean" (a clean master, e.g. camera originals or lossless/ProRes
+                         intermediates: sharpened more, no noise or compression removed; needs a model
+                         with clean-source contexts, ``model.sources``).
     """
     clip = _check_clip(clip)
     out_w, out_h = _output_size(clip.width, clip.height, scale, width, height)
@@ -395,8 +413,11 @@ def gendrpix(
         raise _err(f"detail must be a finite number >= 0, got {detail!r}")
     if not _is_int(seed):
         raise _err(f"seed must be an integer, got {seed!r}")
+    if not isinstance(source, str) or source not in SOURCES:
+        raise _err(f"source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
 
     net = _get_model(model, device_index, dtype)
+    _check_source(net, source)
     if torch.device(net.device).type == "cuda":
         policy.cuda_ready()
 
@@ -414,6 +435,7 @@ def gendrpix(
         np_dtype=np.float16 if clip.format.id == vs.RGBH else np.float32,
         detail=policy.resolve_detail(net, detail),
         seed=int(seed),
+        source=source,
     )
     sar_factor = Fraction(clip.width * out_h, out_w * clip.height)
 

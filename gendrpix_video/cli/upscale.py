@@ -17,9 +17,10 @@ from pathlib import Path
 import av
 
 from ..argparsing import OneLineParser
+from ..model import SOURCES
 from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
-from ..video.pipeline import Result, upscale_file
+from ..video.pipeline import Result, check_source, upscale_file
 from ..video.lock import JobBusy
 from ..video.preflight import CPU_MINUTES, PlanRefused
 from ..video.presets import PresetError, UpscaleSettings
@@ -33,13 +34,14 @@ examples:
   {PROG} upscale clip.mp4 -o clip_2160p.mkv        2160p (the default), the default preset
   {PROG} upscale clip.mp4 --height 1080 --detail 0  smaller and one UNet pass: quicker on a CPU
   {PROG} upscale folder/ -o out/ --preset delivery  every video in a folder
+  {PROG} upscale master.mov --source clean          a clean master: sharpened, nothing removed
   {PROG} upscale clip.mp4 -o out.mkv --resume       continue a run that was stopped
 
 Before the first frame it prints a plan: the device (saying so when it is the CPU), the output
-size, the model and detail, the memory it expects and, on a CPU, the time from a short warm-up.
-A job over a limit (--max-memory, --max-minutes) is refused at once with an option that fits.
-Ctrl-C leaves a hidden .NAME.gendrpix/ folder beside the output on purpose: --resume continues
-from it (delete it to start over).
+size, the model, source and detail, the memory it expects and, on a CPU, the time from a short
+warm-up. A job over a limit (--max-memory, --max-minutes) is refused at once with an option
+that fits. Ctrl-C leaves a hidden .NAME.gendrpix/ folder beside the output on purpose: --resume
+continues from it (delete it to start over).
 """
 
 
@@ -63,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--detail", type=float, metavar="W",
                     help="PadCFG guidance scale 0-4 (default: the model's own; 1 and 0 run one UNet pass, "
                          "other values two)")
+    ap.add_argument("--source", choices=SOURCES, metavar="any|clean",
+                    help="what the input is: any (the default; it may be noisy or compressed and the model "
+                         "removes that damage) or clean (a clean master, e.g. camera originals or lossless/ProRes "
+                         "intermediates: it sharpens more and removes no noise or compression; needs a model "
+                         "with clean-source contexts)")
     ap.add_argument("--codec", metavar="C", help="libx264, libx265, libsvtav1, prores_ks, ffv1, *_nvenc")
     ap.add_argument("--crf", type=float, metavar="Q", help="constant quality 0-63 of x264/x265/SVT-AV1/NVENC")
     ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le (default: the preset's)")
@@ -103,7 +110,7 @@ def settings_from(args) -> UpscaleSettings:
     """The preset, then the flags over it (validated as the preset's values are)."""
     return UpscaleSettings.from_preset(args.preset).override(
         "command line", codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, detail=args.detail,
-        batch=args.batch, scale=args.scale, height=args.height, size=args.size)
+        source=args.source, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -203,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             raise VideoError(f"--device: {e}") from None
         except WeightsError as e:
             raise VideoError(f"--model: {e}") from None
+
+    if s.source != "any":
+        # A source the model lacks fails every input alike: one line before any input is read.
+        try:
+            check_source(get_model(), s.source)
+        except VideoError as e:
+            print(error_line(e), file=sys.stderr)
+            return 2
 
     old_term = signal.getsignal(signal.SIGTERM)
 

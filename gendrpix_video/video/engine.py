@@ -35,6 +35,7 @@ class EngineConfig:
     out_full: bool
     detail: float | None = None    # None: the model's default_detail
     seed: int = 0
+    source: str = "any"            # model.SOURCES: "clean" for clean masters
     batch: int = 4
 
 
@@ -47,7 +48,7 @@ class Engine:
         c = self.cfg
         rgb = to_rgb(planes, c.in_layout, c.in_matrix, c.in_full)
         # fp32 in and out: bf16 (8 mantissa bits) would band a 10-bit output.
-        out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed)
+        out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed, source=c.source)
         return from_rgb(out, c.out_layout, c.out_matrix, c.out_full)
 
     def run(self, batches: Iterable[list[Frame]], emit: Emit) -> None:

@@ -124,6 +124,22 @@ def check_target(src: Path, target: Path, replace: bool) -> None:
         raise OutputError(f"{target}: exists", hint="use --overwrite to replace it")
 
 
+def model_name(model) -> str:
+    """The model as the plan names it: its weights file's stem and its config."""
+    name = Path(getattr(model, "metadata", {}).get("source") or "").stem or "model"
+    return f"{name} ({model.config.name})"
+
+
+def check_source(model, source: str) -> None:
+    """Refuse a source the model has no contexts for, in one line, before anything is decoded."""
+    have = tuple(getattr(model, "sources", ("any",)))
+    if source not in have:
+        what = model_name(model) if getattr(model, "metadata", {}).get("source") else f"of config {model.config.name}"
+        raise VideoError(f"--source {source}: model {what} has no contexts for {source} sources "
+                         f"(it has: {', '.join(have)})",
+                         hint=f"use --source {have[0]} or a model made for {source} sources")
+
+
 def model_id(model) -> str:
     """What the model is, for a resumed job to check it continues with the same one."""
     source = getattr(model, "metadata", {}).get("source")
@@ -260,9 +276,13 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
               "options": s.options, "size": f"{W}x{H}", "detail": detail, "seed": s.seed,
               "segment_frames": seg_frames, "batch": batch, "model": model_id,
               "device": device, "start": start, "duration": duration, "colour": str(out_colour)}
+    if s.source != "any":
+        # Left out for "any", so the identity of a job without a source matches states that lack the key.
+        params["source"] = s.source
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
-                       out_full=out_colour.full_range, detail=detail, seed=s.seed, batch=batch)
+                       out_full=out_colour.full_range, detail=detail, seed=s.seed, source=s.source,
+                       batch=batch)
     return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
                    start, duration)
 
@@ -274,7 +294,8 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
 
     `encoders`/`encode_frames`: what one process runs (default: the job's own pool); `parallel`:
     processes sharing the frames, which divides the time; `per_device`: processes sharing one
-    GPU, which multiplies its memory."""
+    GPU, which multiplies its memory. Refuses a source the model lacks (`check_source`) first."""
+    check_source(model, job.engine.source)
     H, W = job.engine.out_size
     info = job.info
     shape = Shape(in_size=(info.height, info.width), out_size=(H, W), batch=job.batch,
@@ -286,10 +307,10 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
         max_minutes = CPU_MINUTES if device.type == "cpu" else None
     if max_minutes == float("inf"):
         max_minutes = None
-    name = Path(getattr(model, "metadata", {}).get("source") or "").stem or "model"
     plan = make_plan(source=job.src, target=job.target, model=model, device=device,
-                     model_name=f"{name} ({model.config.name})", detail=job.engine.detail, shape=shape,
-                     frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes)
+                     model_name=model_name(model), detail=job.engine.detail, shape=shape,
+                     frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes,
+                     source_kind=job.engine.source)
     if per_device > 1 and plan.gpu_bytes is not None:
         plan.gpu_bytes *= per_device
     if parallel > 1:

@@ -1,10 +1,11 @@
 """The pre-flight plan: what a job will do and cost, decided before any frame is decoded.
 
 A `Plan` says it plainly: the device (the CPU is named as such, with the reason), the output size,
-the model and detail, the host and GPU memory estimated from the actual batch and size, and, when
-it is measured, the time (a short warm-up of the model at a small size, scaled by pixels and UNet
-passes). `check` refuses what cannot fit with one line (`PlanRefused`) that names the limit and an
-option that would fit: a smaller --batch or --height, one pass (--detail 0), or a higher limit.
+the model, the source (--source) and detail, the host and GPU memory estimated from the actual batch
+and size, and, when it is measured, the time (a short warm-up of the model at a small size, scaled
+by pixels and UNet passes). `check` refuses what cannot fit with one line (`PlanRefused`) that
+names the limit and an option that would fit: a smaller --batch or --height, one pass (--detail 0),
+or a higher limit.
 
 The memory model is linear in pixels: about `working_bytes_per_pixel` bytes per output pixel of
 each frame and branch in the model (measured on the CPU for the `wide` config: 181 B/px at
@@ -74,6 +75,7 @@ class Plan:
     gpu_limit: int | None = None
     minutes_limit: float | None = None
     notes: list[str] = field(default_factory=list)
+    source_kind: str = "any"          # what the user says of the input (--source): model.SOURCES
 
     def lines(self) -> list[str]:
         """The plan as a few lines for a person."""
@@ -85,8 +87,8 @@ class Plan:
             mem += f", {fmt_bytes(self.gpu_bytes)} GPU memory"
         out = [f"plan: {self.source.name} -> {self.target.name}: {w}x{h} -> {W}x{H}, {frames}",
                f"  device {self.device_text}",
-               f"  model  {self.model}, detail {self.detail:g} ({self.passes} UNet "
-               f"pass{'es' if self.passes > 1 else ''} a frame), batch {self.batch}; {mem}"]
+               f"  model  {self.model}, source {self.source_kind}, detail {self.detail:g} "
+               f"({self.passes} UNet pass{'es' if self.passes > 1 else ''} a frame), batch {self.batch}; {mem}"]
         if self.seconds is not None:
             out.append(f"  time   about {fmt_minutes(self.seconds)} for the model (measured warm-up)")
         out += [f"  note   {n}" for n in self.notes]
@@ -237,13 +239,13 @@ def _with(shape: Shape, **changes) -> Shape:
 
 def make_plan(*, source: Path, target: Path, model, device: torch.device, model_name: str, detail: float,
               shape: Shape, frames: int | None, max_memory_gib: float | None,
-              max_minutes: float | None) -> Plan:
+              max_minutes: float | None, source_kind: str = "any") -> Plan:
     """Estimate the job (measuring the model when a time limit applies or the job looks long)."""
     costs = estimate(model, device, shape)
     plan = Plan(source=source, target=target, device=device, device_text=describe_device(device),
                 in_size=shape.in_size, out_size=shape.out_size, model=model_name, detail=detail,
                 passes=shape.passes, batch=shape.batch, frames=frames, host_bytes=costs.host,
-                gpu_bytes=costs.gpu, minutes_limit=max_minutes)
+                gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind)
     if max_memory_gib is not None:
         plan.host_limit = int(max_memory_gib * GiB)
         plan.gpu_limit = int(max_memory_gib * GiB) if costs.gpu is not None else None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ..model import SOURCES
 from ..policy import output_size as policy_output_size
 from .colour import layout
 from .encode import CODECS, supported_pix_fmts
@@ -129,6 +130,7 @@ SCHEMA = {
     "size": parse_size,
     "detail": _number("detail"),
     "seed": _number("seed"),
+    "source": _string(SOURCES),              # what the footage is: "any" (may be damaged) or "clean"
     "batch": _number("batch"),
     "encoders": _encoders,                   # segment encoders running in parallel
     "segment_frames": _number("segment_frames"),
@@ -190,6 +192,7 @@ class UpscaleSettings:
     size: str | None = None            # "WIDTHxHEIGHT", as users write it
     detail: float | None = None        # None: the model's default_detail
     seed: int = 0
+    source: str = "any"                # "clean": a clean master, sharpened with nothing removed
     batch: int = 4
     encoders: int | str = "auto"       # segment encoders in parallel
     segment_frames: int = 48
@@ -202,11 +205,12 @@ class UpscaleSettings:
         """A preset (a name in presets/ or a YAML path; None: `default`) over the built-in defaults."""
         return cls(**_load(name_or_file))
 
-    def override(self, source: str = "settings", **values) -> UpscaleSettings:
-        """These settings with `values` (None: leave as is) validated and applied as flags are: one
-        of height/scale/size replaces the others; another codec drops the preset's speed, quality and
-        options (they belong to its codec) and keeps its bit depth where the codec allows."""
-        values = validate({k: v for k, v in values.items() if v is not None}, source)
+    def override(self, origin: str = "settings", **values) -> UpscaleSettings:
+        """These settings with `values` (None: leave as is) validated and applied as flags are
+        (`origin` names them in errors, e.g. "command line"): one of height/scale/size replaces the
+        others; another codec drops the preset's speed, quality and options (they belong to its
+        codec) and keeps its bit depth where the codec allows."""
+        values = validate({k: v for k, v in values.items() if v is not None}, origin)
         new = dict(values)
         if {"height", "scale", "size"} & values.keys():
             new = {"height": None, "scale": None, "size": None, **values}
