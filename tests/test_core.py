@@ -313,6 +313,9 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     assert m.trained and m.config.name == "wide-scale" and m.default_detail == 0.25
     assert [st["stage"] for st in prov["stages"]] == [1, 2, 2, 2, 2, 2] and prov["gpu_minutes"] > 0
     assert prov["stages"][-1]["video_fraction"] > 0  # its last stage saw codec degradations
+    # clean sources get their own network: a run on clean batches alone, stored as a delta
+    assert m.sources == ("any", "clean")
+    assert m.metadata["sources"]["clean"]["to_provenance"]["clean_fraction"] == 1.0
     assert "Apache-2.0" in m.metadata["license"]
     assert main(["info"]) == 0
     assert "default detail 0.25" in capsys.readouterr().out
