@@ -426,7 +426,9 @@ def pd_plot(res: dict, path, size=(900, 600)) -> None:
     d.text((left, 8), "NIQE (lower is more natural, up is better)", fill=(0, 0, 0))
     groups: dict[str, list] = {}
     for m in pts:
-        groups.setdefault(m.split("@")[0], []).append(m)
+        # one line per model and source: "NAME@D" and "NAME@D clean" are two curves
+        name, _, rest = m.partition("@")
+        groups.setdefault(name + rest[len(rest.split(" ")[0]):], []).append(m)
     colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
                (140, 86, 75), (23, 190, 207), (127, 127, 127), (188, 189, 34), (227, 119, 194),
                (0, 0, 128), (128, 0, 0)]
