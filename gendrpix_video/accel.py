@@ -101,5 +101,6 @@ def compile_model(model, mode: str = "default"):
         raise ValueError(f"unknown compile mode {mode!r}; choose from {', '.join(COMPILE)}")
     if mode != "none":
         model.unet.compile(mode=mode, dynamic=False, fullgraph=False)
+        model.compile_mode = mode  # another source's network, built later, is compiled alike
         model.invalidate()
     return model

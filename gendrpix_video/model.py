@@ -45,6 +45,7 @@ class GenDRPix(nn.Module):
         # float, on the CPU), from the weights file; the network for that source is built on demand.
         self.source_deltas: dict[str, dict[str, torch.Tensor]] = {}
         self._twins: dict = {}
+        self.compile_mode: str | None = None
         self._cache: tuple | None = None
         self._lock = threading.Lock()
 
@@ -73,7 +74,7 @@ class GenDRPix(nn.Module):
         if self.config.source_contexts:
             return self, self.context_offset(source)
         if source not in self.source_deltas:
-            raise ValueError(f"model config {self.config.name!r} has no contexts for source {source!r} "
+            raise ValueError(f"model config {self.config.name!r} has no network for source {source!r} "
                              f"(only: {', '.join(self.sources)})")
         key = (source, self.device, self.dtype)
         twin = self._twins.get(key)
@@ -96,6 +97,9 @@ class GenDRPix(nn.Module):
         twin = twin.to(self.device, self.dtype).eval().requires_grad_(False)
         if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             twin = twin.to(memory_format=torch.channels_last)
+        if self.compile_mode:  # accel.compile_model
+            twin.unet.compile(mode=self.compile_mode, dynamic=False, fullgraph=False)
+            twin.compile_mode = self.compile_mode
         return twin
 
     def context_names(self) -> tuple[str, ...]:
@@ -106,9 +110,8 @@ class GenDRPix(nn.Module):
         """Index offset of `source`'s (c_pos, c_neg) pair; a clear error for a source the model lacks."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-        if source not in self.sources:
-            raise ValueError(f"model config {self.config.name!r} has no contexts for source {source!r} "
-                             f"(only: {', '.join(self.sources)})")
+        if source != "any" and not self.config.source_contexts:
+            raise ValueError(f"model config {self.config.name!r} has no contexts for source {source!r}")
         return SOURCE_OFFSET[source]
 
     @property

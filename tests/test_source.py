@@ -57,7 +57,7 @@ def test_clean_contexts_change_only_the_clean_restores_and_survive_a_save(tmp_pa
 def test_a_source_the_model_lacks_or_does_not_know_is_a_clear_error():
     m = build_model("tiny")
     x = torch.rand(1, 3, 8, 8)
-    with pytest.raises(ValueError, match="has no contexts for source 'clean'"):
+    with pytest.raises(ValueError, match="has no network for source 'clean'"):
         restore(m, x, (16, 16), source="clean")
     with pytest.raises(ValueError, match="source must be one of any, clean"):
         restore(build_model("tiny-source"), x, (16, 16), source="dirty")

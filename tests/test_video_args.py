@@ -89,7 +89,7 @@ def test_source_clean_with_a_model_without_it_is_one_line(clips, tiny_model, tmp
                                  "--source", "clean")
     assert code == 2 and out == ""
     (line,) = err.strip().splitlines()
-    assert line.startswith(f"{PREFIX}--source clean: model tiny (tiny) has no contexts for clean sources "
+    assert line.startswith(f"{PREFIX}--source clean: model tiny (tiny) has no network for clean sources "
                            "(it has: any)"), line
     assert "--source any" in line and "Traceback" not in err
     assert not list(tmp_path.iterdir()) and file_fingerprint(src) == before
@@ -107,7 +107,7 @@ def test_bad_source_is_a_parser_error(capsys):
 def test_library_callers_get_the_source_check(clips, tiny_model, tmp_path):
     src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
     s = UpscaleSettings.from_preset().override(codec="ffv1", pix_fmt="yuv420p", scale=2, source="clean")
-    with pytest.raises(VideoError, match=r"--source clean: model tiny \(tiny\) has no contexts for clean"):
+    with pytest.raises(VideoError, match=r"--source clean: model tiny \(tiny\) has no network for clean"):
         upscale_file(src, tmp_path / "o.mkv", s, model=tiny_model)
     assert not list(tmp_path.iterdir())          # the job folder is gone, nothing was written
     with pytest.raises(Exception, match=r"'source': must be one of any, clean, got 'dirty'"):

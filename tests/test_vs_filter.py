@@ -294,7 +294,7 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(device_index=-1), "device_index must be a non-negative integer"),
         (dict(source="dirty"), "source must be one of 'any', 'clean', got 'dirty'"),
         (dict(source=None), "source must be one of 'any', 'clean', got None"),
-        (dict(source="clean"), r"source='clean': model of config tiny has no contexts for clean sources "
+        (dict(source="clean"), r"source='clean': model of config tiny has no network for clean sources "
                                r"\(it has: any\); use source='any'"),
     ],
 )
@@ -304,7 +304,7 @@ def test_bad_parameters(model, kw, match):
 
 
 def test_source_a_model_file_lacks_names_the_file(tiny_model):
-    with pytest.raises(vs.Error, match=r"gendrpix: source='clean': model tiny \(tiny\) has no contexts for clean "
+    with pytest.raises(vs.Error, match=r"gendrpix: source='clean': model tiny \(tiny\) has no network for clean "
                                        r"sources \(it has: any\)"):
         gendrpix(_src(length=1), model=str(tiny_model), source="clean")
 

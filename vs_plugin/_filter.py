@@ -157,12 +157,12 @@ def _pick_device(device_index: Any) -> torch.device:
 
 
 def _check_source(net: Any, source: str) -> None:
-    """Refuse a source the model has no contexts for, naming the model and the sources it has."""
+    """Refuse a source the model has no network for, naming the model and the sources it has."""
     have = tuple(getattr(net, "sources", ("any",)))
     if source not in have:
         stem = os.path.splitext(os.path.basename(net.metadata.get("source") or ""))[0]
         what = f"{stem} ({net.config.name})" if stem else f"of config {net.config.name}"
-        raise _err(f"source={source!r}: model {what} has no contexts for {source} sources "
+        raise _err(f"source={source!r}: model {what} has no network for {source} sources "
                    f"(it has: {', '.join(have)}); use source={have[0]!r} or a model made for {source} sources")
 
 

@@ -51,7 +51,7 @@ def info(argv: list[str]) -> int:
     print("shipped models:")
     for m in list_models():
         print(f"  {m.name:10} {m.config:6} {m.size_bytes / 2**20:6.1f} MiB  "
-              f"default detail {m.default_detail:<5g}  {m.path}")
+              f"default detail {m.default_detail:<5g}  sources {','.join(m.sources)}  {m.path}")
     print("configs:")
     for name, cfg in CONFIGS.items():
         n = count_parameters(build_model(name, device="meta"))

@@ -131,11 +131,11 @@ def model_name(model) -> str:
 
 
 def check_source(model, source: str) -> None:
-    """Refuse a source the model has no contexts for, in one line, before anything is decoded."""
+    """Refuse a source the model has no network for, in one line, before anything is decoded."""
     have = tuple(getattr(model, "sources", ("any",)))
     if source not in have:
         what = model_name(model) if getattr(model, "metadata", {}).get("source") else f"of config {model.config.name}"
-        raise VideoError(f"--source {source}: model {what} has no contexts for {source} sources "
+        raise VideoError(f"--source {source}: model {what} has no network for {source} sources "
                          f"(it has: {', '.join(have)})",
                          hint=f"use --source {have[0]} or a model made for {source} sources")
 
