@@ -55,3 +55,17 @@ def test_fa4_self_attention_matches_sdpa():
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     got = accel._fa4_attention()(q, k, v)
     assert got.shape == ref.shape and (got.float() - ref.float()).abs().max() < 2e-2
+
+
+def test_the_default_s_clean_network_runs_on_cuda_as_on_the_cpu():
+    """The clean-source network is built from the weights file's delta on the model's device and dtype."""
+    cpu = load_model(None, device="cpu", dtype=torch.float32)
+    gpu = load_model(None, device="cuda")
+    x = torch.rand(1, 3, 40, 56)
+    a = restore(cpu, x, (160, 224), source="clean")
+    b = restore(gpu, x.cuda(), (160, 224), source="clean")
+    twin, _ = gpu.for_source("clean")
+    assert twin is not gpu and twin.device.type == "cuda" and twin.dtype == torch.bfloat16
+    assert twin.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (a - b.cpu()).abs().mean() < 0.01
+    assert (restore(gpu, x.cuda(), (160, 224)) - b).abs().mean() > 1e-3
