@@ -400,7 +400,7 @@ def gendrpix(
     :param source:       What the clip is: "any" (may be noisy or compressed; the model removes that
                          damage) or "clean" (a clean master, e.g. camera originals or lossless/ProRes
                          intermediates: sharpened more, no noise or compression removed; needs a model
-                         with clean-source contexts, ``model.sources``).
+                         with a network for clean sources, ``model.sources``; the shipped default has one).
     """
     clip = _check_clip(clip)
     out_w, out_h = _output_size(clip.width, clip.height, scale, width, height)

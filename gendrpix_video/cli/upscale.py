@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
                     help="what the input is: any (the default; it may be noisy or compressed and the model "
                          "removes that damage) or clean (a clean master, e.g. camera originals or lossless/ProRes "
                          "intermediates: it sharpens more and removes no noise or compression; needs a model "
-                         "with clean-source contexts)")
+                         "with a network for clean sources, as the shipped default has)")
     ap.add_argument("--codec", metavar="C", help="libx264, libx265, libsvtav1, prores_ks, ffv1, *_nvenc")
     ap.add_argument("--crf", type=float, metavar="Q", help="constant quality 0-63 of x264/x265/SVT-AV1/NVENC")
     ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le (default: the preset's)")
