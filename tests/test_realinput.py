@@ -170,6 +170,15 @@ def test_eval_real_scores_a_clean_source_row_for_models_that_have_one(real_set, 
     with pytest.raises(SystemExit):
         cli_main(["eval-real", "--set", str(real_set), "--sources", "dirty"])
     assert "sources must be among any, clean" in capsys.readouterr().err
+    # a grid of the clean chain with the clean-source column
+    grid = tmp_path / "grid"
+    assert cli_main(["eval-real", "--set", str(real_set), "--model", "none", "--candidate", f"s={src}@0.5",
+                     "--sources", "any,clean", "--grid-only", "--grid-chains", "clean", "--grid-model",
+                     "s@0.5,s@0.5 clean", "--teachers", "none", "--device", "cpu", "--out", str(grid)]) == 0
+    assert (grid / "crops.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        cli_main(["eval-real", "--set", str(real_set), "--grid-chains", "vhs"])
+    assert "chains must be among clean" in capsys.readouterr().err
 
 
 def test_eval_real_merge_joins_runs_on_the_same_set(real_set, tmp_path, capsys):

@@ -166,11 +166,11 @@ def textured(data: RealInputSet, k: int = 2) -> tuple[int, ...]:
 GRID_CHAINS = ("realistic", "h264", "mpeg2_deint")
 
 
-def grid_outputs(methods: dict, data: RealInputSet, keep) -> dict:
+def grid_outputs(methods: dict, data: RealInputSet, keep, chains=GRID_CHAINS) -> dict:
     """Outputs of `methods` on the kept crops of the grid's chains only (crops.png without scoring)."""
     size = tuple(data.hr.shape[1:3])
     return {(c, i): {m: fn(to_float(data.lr[c][i:i + 1]), size) for m, fn in methods.items()}
-            for c in GRID_CHAINS for i in keep}
+            for c in chains for i in keep}
 
 
 def _niqe_worker(args):
@@ -444,13 +444,14 @@ def pd_plot(res: dict, path, size=(900, 600)) -> None:
     img.save(path)
 
 
-def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int = 256) -> None:
-    """Rows of crops (one per kept crop and damaged chain), columns `columns` + ground truth."""
+def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int = 256,
+              chains=GRID_CHAINS) -> None:
+    """Rows of crops (one per kept crop and chain of `chains`), columns `columns` + ground truth."""
     from PIL import Image, ImageDraw
 
     kept = res["_kept"]
     rows = [(c, i) for (c, i) in sorted(kept, key=lambda k: (k[1], CHAINS.index(k[0])))
-            if c in GRID_CHAINS]
+            if c in chains]
     label_h, gap = 16, 4
     W = (len(columns) + 1) * (panel + gap) + gap
     H = len(rows) * (panel + 2 * label_h + gap) + gap
@@ -474,6 +475,13 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 
 
 # --- CLI -------------------------------------------------------------------------------------
+
+
+def chain_list(text: str) -> list[str]:
+    vals = [v for v in text.split(",") if v]
+    if not vals or any(v not in CHAINS for v in vals):
+        raise argparse.ArgumentTypeError(f"chains must be among {', '.join(CHAINS)}, got {text!r}")
+    return vals
 
 
 def source_list(text: str) -> list[str]:
@@ -506,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
     p.add_argument("--grid-model", help="the model columns of crops.png (row names, comma-separated); "
                                         "default: the model at its default detail")
+    p.add_argument("--grid-chains", type=chain_list, default=list(GRID_CHAINS),
+                   help=f"the rows' chains of --grid-only's crops.png (default: {','.join(GRID_CHAINS)}; "
+                        "e.g. clean for a clean-source grid)")
     p.add_argument("--grid-only", action="store_true",
                    help="only crops.png, for the grid's columns (no scores): quick on a CPU")
     p.add_argument("--merge", metavar="A.json,B.json",
@@ -571,8 +582,9 @@ def main(argv=None) -> int:
         [m for m in methods if m.startswith("teacher")][:1]
     if a.grid_only:
         out.mkdir(parents=True, exist_ok=True)
-        kept = grid_outputs({m: methods[m] for m in cols}, data, keep)
-        crop_grid({"_kept": kept, "names": data.names}, cols, out / "crops.png", to_float(data.hr))
+        kept = grid_outputs({m: methods[m] for m in cols}, data, keep, a.grid_chains)
+        crop_grid({"_kept": kept, "names": data.names}, cols, out / "crops.png", to_float(data.hr),
+                  chains=a.grid_chains)
         log(f"wrote {out}/crops.png")
         return 0
     niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
