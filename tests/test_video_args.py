@@ -95,6 +95,21 @@ def test_source_clean_with_a_model_without_it_is_one_line(clips, tiny_model, tmp
     assert not list(tmp_path.iterdir()) and file_fingerprint(src) == before
 
 
+def test_source_clean_is_refused_before_gpu_processes_or_workers_start(clips, tiny_model, tiny_source_model,
+                                                                       tmp_path, capsys):
+    """With --gpus the driver never loads the model: the weights file's header decides."""
+    src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
+    code, out, err = run_upscale(capsys, src, "-o", tmp_path / "o.mkv", "--model", tiny_model, "--scale", "2",
+                                 "--source", "clean", "--gpus", "1")
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"{PREFIX}--source clean: model tiny (tiny) has no network for clean sources"), line
+    assert not list(tmp_path.iterdir())
+    from gendrpix_video.video.pipeline import check_source_in_file
+    check_source_in_file(tiny_source_model, "clean")  # a model with one passes
+    check_source_in_file(None, "clean")               # the shipped default has one
+
+
 def test_bad_source_is_a_parser_error(capsys):
     from gendrpix_video.cli.upscale import main
     with pytest.raises(SystemExit) as e:

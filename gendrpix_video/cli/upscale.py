@@ -20,7 +20,7 @@ from ..argparsing import OneLineParser
 from ..model import SOURCES
 from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
-from ..video.pipeline import Result, check_source, upscale_file
+from ..video.pipeline import Result, check_source, check_source_in_file, upscale_file
 from ..video.lock import JobBusy
 from ..video.preflight import CPU_MINUTES, PlanRefused
 from ..video.presets import PresetError, UpscaleSettings
@@ -197,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     if args.gpus or args.cluster is not None:
+        if s.source != "any":
+            # The workers load the model; the file's header says its sources before any starts.
+            try:
+                check_source_in_file(args.model, s.source)
+            except VideoError as e:
+                print(error_line(e), file=sys.stderr)
+                return 2
         return scale_out(args, s, inputs)
 
     @cache

@@ -133,8 +133,25 @@ def model_name(model) -> str:
 def check_source(model, source: str) -> None:
     """Refuse a source the model has no network for, in one line, before anything is decoded."""
     have = tuple(getattr(model, "sources", ("any",)))
+    what = model_name(model) if getattr(model, "metadata", {}).get("source") else f"of config {model.config.name}"
+    refuse_source(what, have, source)
+
+
+def check_source_in_file(name_or_path, source: str) -> None:
+    """`check_source` from a weights file's header alone: a driver that hands the model to GPU
+    processes or cluster workers refuses a missing source before it starts any."""
+    from ..loading import model_sources, resolve
+    from ..weights import WeightsError, read_header
+    try:
+        path = resolve(name_or_path)
+        meta = read_header(path).get("__metadata__") or {}
+    except WeightsError as e:
+        raise VideoError(f"--model: {e}") from None
+    refuse_source(f"{path.stem} ({meta.get('config_name', '?')})", model_sources(meta), source)
+
+
+def refuse_source(what: str, have: tuple[str, ...], source: str) -> None:
     if source not in have:
-        what = model_name(model) if getattr(model, "metadata", {}).get("source") else f"of config {model.config.name}"
         raise VideoError(f"--source {source}: model {what} has no network for {source} sources "
                          f"(it has: {', '.join(have)})",
                          hint=f"use --source {have[0]} or a model made for {source} sources")
