@@ -116,3 +116,18 @@ def test_readme_command_on_a_cpu_says_what_it_costs(tmp_path, capsys):
     fits = re.search(r"((?:--height \d+ )?(?:--detail 0 )?)would take about (\d+) (min|s)\b", line)
     assert fits and fits.group(1) and (fits.group(3) == "s" or int(fits.group(2)) <= 15) and "--duration" in line
     untouched(tmp_path, src, before)
+
+
+def test_a_clean_network_built_from_a_delta_is_counted_in_the_memory(tmp_path):
+    from gendrpix_video import build_model
+    from gendrpix_video.video.preflight import Shape, make_plan
+    m = build_model("tiny")
+    shape = Shape(in_size=(64, 64), out_size=(128, 128), batch=1, passes=2, in_frame_bytes=1, out_frame_bytes=1,
+                  decode_depth=1, encode_frames=1, encoders=1)
+    plan = lambda kind: make_plan(source=tmp_path / "a.mkv", target=tmp_path / "b.mkv", model=m,  # noqa: E731
+                                  device=torch.device("cpu"), model_name="tiny", detail=0.25, shape=shape,
+                                  frames=1, max_memory_gib=None, max_minutes=None, source_kind=kind)
+    weights = sum(p.numel() * p.element_size() for p in m.parameters())
+    assert plan("clean").host_bytes == plan("any").host_bytes     # no delta: nothing more
+    m.source_deltas = {"clean": {}}
+    assert plan("clean").host_bytes - plan("any").host_bytes == weights

@@ -133,12 +133,13 @@ class Shape:
     decode_depth: int
     encode_frames: int                # frames that may wait for the encoders
     encoders: int
+    networks: int = 1                 # 2 when the source's network is built beside the model's
 
 
 def estimate(model, device: torch.device, s: Shape) -> Costs:
     H, W = s.out_size
     h, w = s.in_size
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = s.networks * sum(p.numel() * p.element_size() for p in model.parameters())
     working = s.batch * s.passes * H * W * working_bytes_per_pixel(model.config, model.dtype, device)
     # The colour conversion's RGB in and out of the model, fp32.
     working += s.batch * 4 * 3 * (h * w + H * W)
@@ -241,6 +242,8 @@ def make_plan(*, source: Path, target: Path, model, device: torch.device, model_
               shape: Shape, frames: int | None, max_memory_gib: float | None,
               max_minutes: float | None, source_kind: str = "any") -> Plan:
     """Estimate the job (measuring the model when a time limit applies or the job looks long)."""
+    if source_kind in getattr(model, "source_deltas", {}):  # `GenDRPix.for_source` builds a second network
+        shape = _with(shape, networks=2)
     costs = estimate(model, device, shape)
     plan = Plan(source=source, target=target, device=device, device_text=describe_device(device),
                 in_size=shape.in_size, out_size=shape.out_size, model=model_name, detail=detail,
