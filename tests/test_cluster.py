@@ -219,6 +219,30 @@ def test_same_output_as_one_process(cluster, work, capsys):
     assert not (root / ".short.cluster.mkv.gendrpix").exists()
 
 
+def test_clean_source_reaches_the_workers(cluster, work, tiny_source_model, tmp_path, capsys):
+    """--source clean on the cluster: the workers restore with the clean network, as one process does.
+    Lossless output: a model that changes pixels rounds differently under the workers' thread
+    counts, which a lossy encoder would magnify."""
+    root, preset, clips, _ = work
+    flags = [*common(preset, tiny_source_model)[:-1], "--codec", "ffv1", "--pix-fmt", "yuv420p"]
+    refs = {}
+    for source in ("any", "clean"):
+        refs[source] = tmp_path / f"{source}.mkv"
+        code, _, err = run_upscale(capsys, clips["short"], "-o", refs[source], *flags, "--quiet", "--source", source)
+        assert code == 0, err
+    out = tmp_path / "cluster.mkv"
+    p = upscale(clips["short"], "-o", out, *flags, "--source", "clean", "--cluster", cluster.address)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "source clean" in err                # the plan says it
+    got = [f.astype(int) for f in decoded_frames(out)]
+    clean = [f.astype(int) for f in decoded_frames(refs["clean"])]
+    other = [f.astype(int) for f in decoded_frames(refs["any"])]
+    assert len(got) == len(clean) == len(SHORT)
+    assert max(abs(a - b).max() for a, b in zip(got, clean)) <= 2
+    assert min(abs(a - b).mean() for a, b in zip(got, other)) > 0.5   # not the any-source network's
+
+
 def test_segments_side_by_side_in_a_worker(cluster, work, tmp_path, capsys):
     """A preset with two encoders: each worker runs two segments at once in its threads, sharing
     its model, as a GPU worker does; the output is still the one-process output."""
