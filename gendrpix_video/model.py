@@ -67,12 +67,10 @@ class GenDRPix(nn.Module):
         """The network and the context offset that restore `source`: this network (with the
         source's contexts, for `source_contexts` configs) or, from the weights file's delta for the
         source, a twin network with its own weights (made once per device and dtype)."""
+        if source == "any" or self.config.source_contexts:
+            return self, self.context_offset(source)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-        if source == "any":
-            return self, 0
-        if self.config.source_contexts:
-            return self, self.context_offset(source)
         if source not in self.source_deltas:
             raise ValueError(f"model config {self.config.name!r} has no network for source {source!r} "
                              f"(only: {', '.join(self.sources)})")

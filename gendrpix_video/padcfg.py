@@ -123,8 +123,8 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
             seed: int = 0, source: str = "any") -> torch.Tensor:
     """Restore `frames` (N x 3 x h x w, float RGB in [0, 1], any device) to N x 3 x H x W.
 
-    `detail` None is the model's `default_detail`. `source` "clean" (models with clean-source
-    contexts, `model.sources`) restores a clip known to carry no noise or compression: sharper, but
+    `detail` None is the model's `default_detail`. `source` "clean" (models with a network for
+    clean sources, `model.sources`) restores a clip known to carry no noise or compression: sharper, but
     damage is kept. The result is in [0, 1], on the device and in the dtype of `frames`.
     """
     check_frames(frames)

@@ -20,7 +20,7 @@ from ..argparsing import OneLineParser
 from ..model import SOURCES
 from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
-from ..video.pipeline import Result, check_source, check_source_in_file, upscale_file
+from ..video.pipeline import Result, check_source_in_file, upscale_file
 from ..video.lock import JobBusy
 from ..video.preflight import CPU_MINUTES, PlanRefused
 from ..video.presets import PresetError, UpscaleSettings
@@ -196,14 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(f"output folder {out} {what}"), file=sys.stderr)
             return 2
 
+    if s.source != "any":
+        # A source the model lacks fails every input alike: one line before any input is read or any
+        # GPU process or worker loads the model (the weights file's header says its sources).
+        try:
+            check_source_in_file(args.model, s.source)
+        except VideoError as e:
+            print(error_line(e), file=sys.stderr)
+            return 2
+
     if args.gpus or args.cluster is not None:
-        if s.source != "any":
-            # The workers load the model; the file's header says its sources before any starts.
-            try:
-                check_source_in_file(args.model, s.source)
-            except VideoError as e:
-                print(error_line(e), file=sys.stderr)
-                return 2
         return scale_out(args, s, inputs)
 
     @cache
@@ -217,14 +219,6 @@ def main(argv: list[str] | None = None) -> int:
             raise VideoError(f"--device: {e}") from None
         except WeightsError as e:
             raise VideoError(f"--model: {e}") from None
-
-    if s.source != "any":
-        # A source the model lacks fails every input alike: one line before any input is read.
-        try:
-            check_source(get_model(), s.source)
-        except VideoError as e:
-            print(error_line(e), file=sys.stderr)
-            return 2
 
     old_term = signal.getsignal(signal.SIGTERM)
 

@@ -39,8 +39,8 @@ def grow(model: GenDRPix, config_name: str) -> GenDRPix:
     w = state["unet.conv_in.weight"]  # out x (3 x 64) x 3 x 3, unshuffle order: channel-major
     extra = torch.zeros(w.shape[0], new.in_channels - w.shape[1], *w.shape[2:], device=w.device)
     state["unet.conv_in.weight"] = torch.cat([w, extra], 1)
-    for name in ("c_pos", "c_neg"):  # clean sources start from the same contexts
-        if new.source_contexts and not old.source_contexts:
+    if new.source_contexts and not old.source_contexts:  # clean sources start from the same contexts
+        for name in ("c_pos", "c_neg"):
             state[f"{name}_clean"] = state[name].clone()
     missing, _ = grown.load_state_dict(state, strict=False)
     assert all(k.startswith("unet.class_embedding.") for k in missing), missing

@@ -477,19 +477,14 @@ def crop_grid(res: dict, columns: list[str], path, hrs: torch.Tensor, panel: int
 # --- CLI -------------------------------------------------------------------------------------
 
 
-def chain_list(text: str) -> list[str]:
-    vals = [v for v in text.split(",") if v]
-    if not vals or any(v not in CHAINS for v in vals):
-        raise argparse.ArgumentTypeError(f"chains must be among {', '.join(CHAINS)}, got {text!r}")
-    return vals
-
-
-def source_list(text: str) -> list[str]:
-    vals = [v for v in text.split(",") if v]
-    bad = [v for v in vals if v not in SOURCES]
-    if bad or not vals:
-        raise argparse.ArgumentTypeError(f"sources must be among {', '.join(SOURCES)}, got {text!r}")
-    return vals
+def names_among(allowed: tuple[str, ...], what: str):
+    """An argparse type: a comma-separated list of `allowed` names (at least one)."""
+    def parse(text: str) -> list[str]:
+        vals = [v for v in text.split(",") if v]
+        if not vals or any(v not in allowed for v in vals):
+            raise argparse.ArgumentTypeError(f"{what} must be among {', '.join(allowed)}, got {text!r}")
+        return vals
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -502,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="details of the model rows (comma-separated); default: the model's own")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS@D1,D2",
                    help="another model's rows (repeatable)")
-    p.add_argument("--sources", type=source_list, default=["any"],
+    p.add_argument("--sources", type=names_among(SOURCES, "sources"), default=["any"],
                    help="comma-separated sources (any, clean) of the model rows: models with clean-source "
                         "contexts get a row per source, 'NAME@D clean' for the clean one")
     p.add_argument("--teachers", default="realesrgan-x4plus",
@@ -514,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
     p.add_argument("--grid-model", help="the model columns of crops.png (row names, comma-separated); "
                                         "default: the model at its default detail")
-    p.add_argument("--grid-chains", type=chain_list, default=list(GRID_CHAINS),
+    p.add_argument("--grid-chains", type=names_among(CHAINS, "chains"), default=list(GRID_CHAINS),
                    help=f"the rows' chains of --grid-only's crops.png (default: {','.join(GRID_CHAINS)}; "
                         "e.g. clean for a clean-source grid)")
     p.add_argument("--grid-only", action="store_true",
