@@ -111,7 +111,7 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert train_mod.main(common + ["--stage", "2", "--init", str(out1 / "model.safetensors"),
                                     "--out", str(out2), "--max-steps", "2", "--eval-every", "1", "--snapshots",
                                     "--stage2-teacher-weight", "0.5", "--stage2-hr-weight", "1",
-                                    "--stability-weight", "1", "--phase-weight", "1",
+                                    "--stability-weight", "1", "--phase-weight", "1", "--temporal-weight", "1",
                                     "--stage2-neg-target", "hr"]) == 0
     assert json.loads((out2 / "state.json").read_text())["step"] == 2
     # Stage II keeps a snapshot at each eval (one, after 2 steps), a loadable model saying what made it.
@@ -121,7 +121,8 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert prov["stage"] == 2 and prov["steps"] == 2
     assert prov["losses"]["teacher"] == 0.5 and prov["losses"]["hr"] == 1.0 and prov["losses"]["stability"] == 1.0
     assert prov["losses"]["neg_target"] == "hr" and prov["phase_weight"] == 1.0
-    assert {"stability", "phase"} <= set(json.loads((out2 / "state.json").read_text())["history"][0])
+    assert {"stability", "phase", "temporal"} <= set(json.loads((out2 / "state.json").read_text())["history"][0])
+    assert prov["temporal_weight"] == 1.0
 
 
 def test_bank_mixes_clean_mild_video_and_full_batches_with_a_clean_teacher(photo_set):
@@ -252,6 +253,34 @@ def test_stability_loss_measures_how_much_fresh_noise_changes_the_output():
     noisy = train_mod.stability_loss(net, lr, y, (64, 64), ctx, (3, 5), sigma=(8 / 255, 8 / 255))
     assert quiet.item() < 1e-6           # same input, same phase: the same output
     assert 0.005 < noisy.item() < 8 / 255  # bicubic passes the noise on, a little smoothed
+
+
+def test_pan_pair_loss_compares_the_two_frames_where_their_content_overlaps():
+    from gendrpix_video.model import NEG, POS
+    torch.manual_seed(0)
+    net = build_model("tiny")  # untrained: the bicubic upscale, which at scale 1 is the input itself
+    args = train_mod.build_parser().parse_args(["--out", "o", "--scale", "1", "--clean-fraction", "1"])
+    bank = train_mod.PairBank(None, None, args, torch.Generator().manual_seed(0))
+    hr = torch.rand(4, 3, 48, 48)
+    ctx = torch.tensor([POS, POS, NEG, NEG])
+    # Clean frames at scale 1 and no fresh noise: the second frame is the first moved, so an output
+    # that follows the content is equal on the overlap (a wrong offset would compare unrelated pixels).
+    still = train_mod.pan_pair_loss(net, bank, hr, ctx, (2, 5), share=0.5, sigma=(0.0, 0.0))
+    assert still.item() < 1e-6
+    noisy = train_mod.pan_pair_loss(net, bank, hr, ctx, (2, 5), share=0.5, sigma=(8 / 255, 8 / 255))
+    assert 0.005 < noisy.item() < 0.1  # fresh noise a frame reaches the output of a plain upscale
+
+
+def test_the_bank_degrades_both_frames_of_a_pair_alike_from_one_generator_state():
+    args = train_mod.build_parser().parse_args(["--out", "o", "--video-fraction", "1"])
+    bank = train_mod.PairBank(None, None, args, torch.Generator().manual_seed(3))
+    hr = torch.rand(2, 3, 64, 64)
+    state = bank.g.get_state()
+    a = bank.degrade(hr, "video", 2.0)
+    bank.g.set_state(state)
+    b = bank.degrade(hr, "video", 2.0)
+    c = bank.degrade(hr, "video", 2.0)
+    assert a.shape == (2, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_a_cpu_run_says_its_time_is_cpu_time(tmp_path, capsys):

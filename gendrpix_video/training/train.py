@@ -82,6 +82,11 @@ def build_parser():
                    help="L1 between outputs for one input on two x8 grid phases (4 px apart), both "
                         "branches: moving content crosses the fixed grid, so phase-dependent output "
                         "is temporal error (0: off)")
+    p.add_argument("--temporal-weight", type=float, default=0.0,
+                   help="L1 between the outputs for two frames of a pan: the same crop moved by 1-7 HR "
+                        "pixels (a sub-pixel step of the LR input), the same degradation with fresh "
+                        "per-frame noise, on one frame-fixed grid phase, compared where they overlap "
+                        "(0: off)")
     p.add_argument("--stage2-neg-target", choices=("g1", "hr"), default="g1",
                    help="Stage II's c_neg target: the Stage I output (g1, the paper's) or the ground "
                         "truth (hr: the fidelity branch keeps learning, e.g. new degradations)")
@@ -148,21 +153,29 @@ class PairBank:
         self.made = 0
         self.kinds = {"clean": 0, "mild": 0, "video": 0, "full": 0}
 
+    def pick_kind(self) -> str:
+        """A batch's degradation, drawn with the run's shares."""
+        a, r = self.args, random.random()
+        for kind, share in (("clean", a.clean_fraction), ("mild", a.mild_fraction), ("video", a.video_fraction)):
+            if r < share:
+                return kind
+            r -= share
+        return "full"
+
+    def degrade(self, hr: torch.Tensor, kind: str, scale: float | None = None) -> torch.Tensor:
+        """LR of `hr` by the degradation `kind` (clean: plain bicubic down)."""
+        if kind == "clean":
+            # The first trial over-smoothed clean input (bicubic-x4 set below bicubic): show it some.
+            return bicubic_down(hr, scale if scale is not None else random.uniform(*self.opts.scale))
+        fn = {"mild": degrade_first_order, "video": degrade_video, "full": degrade}[kind]
+        return fn(hr, self.g, self.opts, scale=scale).lr
+
     def make(self):
         a = self.args
         hr = self.photos.sample(a.batch, a.crop, self.g)
-        r = random.random()
-        teacher = self.teacher
-        if r < a.clean_fraction:
-            # The first trial over-smoothed clean input (bicubic-x4 set below bicubic): show it some.
-            kind, teacher = "clean", self.clean_teacher
-            lr = bicubic_down(hr, random.uniform(*self.opts.scale))
-        elif r < a.clean_fraction + a.mild_fraction:
-            kind, lr = "mild", degrade_first_order(hr, self.g, self.opts).lr
-        elif r < a.clean_fraction + a.mild_fraction + a.video_fraction:
-            kind, lr = "video", degrade_video(hr, self.g, self.opts).lr
-        else:
-            kind, lr = "full", degrade(hr, self.g, self.opts).lr
+        kind = self.pick_kind()
+        teacher = self.clean_teacher if kind == "clean" else self.teacher
+        lr = self.degrade(hr, kind)
         self.kinds[kind] += 1
         # LR sizes vary with the random scale: with cuDNN autotuning on, every new size re-tunes all
         # of the teacher's ~350 convolutions (measured: most of a 268 ms step was CPU time in
@@ -236,6 +249,33 @@ def phase_loss(net, lr, y, size, ctx, phase, share=0.25):
     with torch.autocast(lr.device.type, dtype=torch.bfloat16, enabled=lr.device.type == "cuda"):
         y2 = forward_random_phase(net, lr[idx], size, ctx[idx], other)
     return F.l1_loss(y2.float(), y[idx])
+
+
+def pan_pair_loss(net, bank: PairBank, hr, ctx, phase, share=0.25, sigma=(0.0, 3 / 255), margin=8):
+    """L1 between the outputs for two frames of a pan, where they overlap: every 1/`share`-th crop of
+    the batch (both contexts) and the same crop moved by (dy, dx) HR pixels, 1-7 each way (a
+    sub-pixel step of the LR input at x2-x4), degraded alike (one draw of the degradation's settings
+    and noise, then fresh Gaussian noise per frame, sigma uniform in `sigma`), both on the same
+    frame-fixed x8 grid phase. The ground truth of the two frames is equal on the overlap, so any
+    difference is output that changes as content moves: the flow-aligned error of moving footage
+    (ours, not in method.md). `phase_loss` moves the grid alone; this also moves the LR sampling."""
+    idx = torch.arange(0, len(hr), max(1, round(1 / share)), device=hr.device)
+    dy, dx = random.randint(1, SHUFFLE - 1), random.randint(1, SHUFFLE - 1)
+    h, w = hr.shape[-2] - SHUFFLE, hr.shape[-1] - SHUFFLE
+    frames = (hr[idx, :, :h, :w], hr[idx, :, dy:dy + h, dx:dx + w])
+    kind = bank.pick_kind()
+    scale = random.uniform(*bank.opts.scale)
+    state = bank.g.get_state()
+    lrs = []
+    for f in frames:
+        bank.g.set_state(state)
+        lr = bank.degrade(f, kind, scale)
+        s = torch.empty(len(idx), 1, 1, 1, device=hr.device).uniform_(*sigma)
+        lrs.append(((lr + s * torch.randn_like(lr)).clamp(0, 1) * 255).round() / 255)
+    with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.device.type == "cuda"):
+        a, b = (forward_random_phase(net, lr, (h, w), ctx[idx], phase).float() for lr in lrs)
+    m = margin
+    return F.l1_loss(a[..., dy + m:h - m, dx + m:w - m], b[..., m:h - dy - m, m:w - dx - m])
 
 
 class ValSet:
@@ -421,6 +461,10 @@ def _train(args, group: distributed.Group) -> int:
             l_ph = phase_loss(net, lr, y, size, ctx, phase)
             loss = loss + args.phase_weight * l_ph
             logs["phase"] = l_ph
+        if args.temporal_weight:
+            l_tp = pan_pair_loss(net, bank, hr, ctx, phase)
+            loss = loss + args.temporal_weight * l_tp
+            logs["temporal"] = l_tp
         if balance is not None:
             loss, logs["clean_scale"] = balance(loss, clean)
         opt.zero_grad(set_to_none=True)
@@ -541,6 +585,8 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
                               stability=args.stability_weight, neg_target=args.stage2_neg_target)
     if args.phase_weight:
         prov["phase_weight"] = args.phase_weight
+    if args.temporal_weight:
+        prov["temporal_weight"] = args.temporal_weight
     if args.balance_clean:
         prov["balance_clean"] = True
     if args.degrade:
