@@ -152,6 +152,34 @@ def test_source_delta_gives_the_clean_source_base_plus_the_runs_difference(tmp_p
     assert all(isinstance(i.sources, tuple) for i in list_models())
 
 
+def test_a_continued_clean_run_keeps_the_sources_stages(tmp_path, capsys):
+    from gendrpix_video.training import source_delta
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    first = tmp_path / "first.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(first)]) == 0
+    stages = load_model(first, device="cpu").metadata["sources"]["clean"]["stages"]
+    assert [st["model"] for st in stages] == [tmp_path.name]  # the run: its weights' folder
+    # A run that went on from the first clean network: the difference is taken from the base's
+    # network for any source, and the stages go on (one in between, then the run).
+    again = tmp_path / "again.safetensors"
+    assert source_delta.main(["--base", str(first), "--from", str(first), "--continues", "--stage", str(to_p),
+                              "--to", str(to_p), "--out", str(again)]) == 0
+    m = load_model(again, device="cpu", dtype=torch.float32)
+    assert len(m.metadata["sources"]["clean"]["stages"]) == 3
+    # its clean network is the run's weights (within the 4-bit storage), its network for any the base's
+    x = torch.rand(1, 3, 13, 17)
+    want = restore(load_model(to_p, device="cpu", dtype=torch.float32), x, (52, 68), 0.25)
+    any_net = restore(m, x, (52, 68), 0.25)
+    assert torch.equal(any_net, restore(load_model(first, device="cpu", dtype=torch.float32), x, (52, 68), 0.25))
+    got = restore(m, x, (52, 68), 0.25, source="clean")
+    assert (got - want).abs().mean() < 0.35 * (any_net - want).abs().mean()
+    # --continues from a base without a network for the source: one line, exit 2
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--continues", "--to", str(to_p),
+                              "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no stages for source 'clean'" in err[0]
+
+
 def test_a_damaged_source_delta_is_a_weights_error(tmp_path):
     from safetensors.torch import load_file, save_file
     from gendrpix_video.training import source_delta

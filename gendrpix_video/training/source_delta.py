@@ -2,6 +2,11 @@
 
     python -m gendrpix_video.training.source_delta --base default --from WS5FL.safetensors \\
         --to FLC4.safetensors --out runs/default_src.safetensors
+    python -m gendrpix_video.training.source_delta --base default --from default --continues \\
+        --stage RUN1.safetensors --to RUN2.safetensors --out runs/default_src.safetensors
+
+The second form: runs that continued the base's own clean network (saved by `for_source`), so the
+difference is taken from the base's network for any source and the source's stages go on.
 
 The clean network is `base + (to - from)`: `to` is `from` trained further on clean batches alone,
 so the difference holds what clean input gained (sharpening) and what it cost (no denoising). In a
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -22,20 +28,35 @@ from ..loading import load_model
 from ..weights import WeightsError, save_weights
 
 
-def add_source(base, src_from, src_to, source: str = "clean", note: str = ""):
-    """`base` with `source`'s network set to base + (to - from) (all three of one config)."""
+def add_source(base, src_from, src_to, source: str = "clean", note: str = "", stages=(), continues=False):
+    """`base` with `source`'s network set to base + (to - from) (all three of one config).
+
+    The source's metadata lists the training stages of its network: with `continues` (the run
+    started from `base`'s own network for `source`) the base's stages first, then the provenance
+    of each of `stages` (models between that start and `to`), then `to`'s own."""
     if not (base.config == src_from.config == src_to.config):
         raise ValueError(f"configs differ: base {base.config.name}, from {src_from.config.name}, "
                          f"to {src_to.config.name}")
     a, b = src_from.state_dict(), src_to.state_dict()
     delta = {k: (b[k].float() - a[k].float()).cpu() for k in a if not torch.equal(a[k], b[k])}
+    old = base.metadata.get("sources", {}).get(source, {})
+    if continues and not old.get("stages"):
+        raise ValueError(f"the base has no stages for source {source!r} to continue")
+    lineage = (list(old.get("stages", [])) if continues else []) + [
+        {"model": _run_name(m), **m.metadata.get("provenance", {})} for m in (*stages, src_to)]
     base.source_deltas = {**base.source_deltas, source: delta}
-    prov = src_to.metadata.get("provenance", {})
     base.metadata = {**base.metadata, "sources": {**base.metadata.get("sources", {}), source: {
-        "delta": "to - from, 4-bit per output channel", "from": src_from.metadata.get("path"),
-        "to": src_to.metadata.get("path"), "to_provenance": prov, "note": note}}}
+        "delta": "over this file's network, 4-bit per output channel (weights.pack_delta)",
+        "made_by": "python -m gendrpix_video.training.source_delta",
+        "from": str(src_from.metadata.get("path")), "to": str(src_to.metadata.get("path")), "note": note,
+        "gpu_minutes": round(sum(st.get("gpu_minutes", 0) for st in lineage), 1), "stages": lineage}}}
     base.invalidate()
     return base
+
+
+def _run_name(model) -> str:
+    """A training run's name: the folder of its weights (train.py writes OUT/model.safetensors)."""
+    return Path(str(model.metadata.get("path", "?"))).parent.name or "?"
 
 
 def main(argv=None) -> int:
@@ -46,11 +67,16 @@ def main(argv=None) -> int:
     p.add_argument("--to", dest="src_to", required=True, help="weights of the clean run")
     p.add_argument("--source", default="clean", choices=["clean"])
     p.add_argument("--note", default="", help="a line for the source's metadata")
+    p.add_argument("--continues", action="store_true",
+                   help="the clean run started from --base's own network for the source: keep its stages")
+    p.add_argument("--stage", action="append", default=[], metavar="WEIGHTS",
+                   help="a model between the run's start and --to (its provenance is listed; repeatable)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     try:
         models = [load_model(x, device="cpu", dtype=torch.float32) for x in (a.base, a.src_from, a.src_to)]
-        base = add_source(*models, source=a.source, note=a.note)
+        stages = [load_model(x, device="meta") for x in a.stage]
+        base = add_source(*models, source=a.source, note=a.note, stages=stages, continues=a.continues)
     except (WeightsError, KeyError, ValueError, OSError) as e:
         print(f"source_delta: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -573,7 +573,7 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     """What the saved weights came from: data, teachers, stage, steps, GPU time, last val score."""
     # Process-minutes on the device that trained: gpu_minutes on CUDA, cpu_minutes on the CPU.
     minutes = {f"{_device_kind(group.device)}_minutes": round(gpu_seconds / 60, 1)}
-    prov = dict(trained=True, stage=args.stage, steps=state["step"], **minutes,
+    prov = dict(trained=True, stage=args.stage, steps=state["step"], **minutes, init=args.init,
                 teacher=args.teacher, clean_teacher=args.clean_teacher or args.teacher,
                 clean_fraction=args.clean_fraction, mild_fraction=args.mild_fraction,
                 video_fraction=args.video_fraction, data=str(args.data), batch=args.batch * group.world, crop=args.crop, lr=args.lr, scale=list(args.scale),
