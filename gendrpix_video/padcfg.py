@@ -5,7 +5,9 @@
 Both branches run as one batch. `w` (the user's "detail") = 1 runs the c_pos branch alone and
 w = 0 the c_neg branch alone (one pass each); None is the model's own default (`default_detail`, from
 its weights file: the setting it was tuned for).
-The phases come from the seed and stay fixed for a whole clip, so every frame sees the same grid.
+The phases come from the seed and stay fixed for a whole clip, so every frame sees the same grid,
+unless the caller gives each frame's position (`motion.GridFollower`): then the grid moves with the
+content.
 """
 
 from __future__ import annotations
@@ -118,27 +120,66 @@ def check_frames(frames) -> None:
         raise TypeError(f"frames must be float in [0, 1], got {frames.dtype}")
 
 
+def followed_phases(seed: int, positions, lr_hw: tuple[int, int], size: tuple[int, int]) -> list[tuple[Pad, Pad]]:
+    """(positive, negative) paddings of each frame whose content sits at `positions` ((y, x) in
+    input pixels, `motion.GridFollower`): the seed's phases moved with the content, rounded to
+    output pixels, so the grid stays on the same part of the picture."""
+    (p, _, q, _), (pn, _, qn, _) = grid_phases(seed)
+    sy, sx = size[0] / lr_hw[0], size[1] / lr_hw[1]
+    out = []
+    for y, x in positions:
+        # Content moved right by d output pixels: the grid's lines move right too (less left padding).
+        dx, dy = round(x * sx), round(y * sy)
+        a, b, c, d = (p - dx) % SHUFFLE, (q - dy) % SHUFFLE, (pn - dx) % SHUFFLE, (qn - dy) % SHUFFLE
+        out.append(((a, SHUFFLE - a, b, SHUFFLE - b), (c, SHUFFLE - c, d, SHUFFLE - d)))
+    return out
+
+
+def _pad_each(x: torch.Tensor, phases: list[Pad], mode: str) -> torch.Tensor:
+    """Frame i of `x` padded by phases[i] (every phase pads 8 in all: one size)."""
+    if len(set(phases)) == 1:
+        return pad_to_grid(x, phases[0], mode)
+    return torch.cat([pad_to_grid(x[i:i + 1], ph, mode) for i, ph in enumerate(phases)])
+
+
+def _crop_each(y: torch.Tensor, phases: list[Pad], size: tuple[int, int]) -> torch.Tensor:
+    if len(set(phases)) == 1:
+        return crop(y, phases[0], size)
+    return torch.cat([crop(y[i:i + 1], ph, size) for i, ph in enumerate(phases)])
+
+
 @torch.inference_mode()
 def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
-            seed: int = 0, source: str = "any") -> torch.Tensor:
+            seed: int = 0, source: str = "any", positions=None) -> torch.Tensor:
     """Restore `frames` (N x 3 x h x w, float RGB in [0, 1], any device) to N x 3 x H x W.
 
     `detail` None is the model's `default_detail`. `source` "clean" (models with a network for
     clean sources, `model.sources`) restores a clip known to carry no noise or compression: sharper, but
-    damage is kept. The result is in [0, 1], on the device and in the dtype of `frames`.
+    damage is kept. `positions`, for consecutive frames of a clip, (y, x) of each frame's content
+    in input pixels (`motion.GridFollower`): the x8 grid moves with the content, which keeps
+    texture steady in pans; None keeps the grid fixed to the frame. The result is in [0, 1], on
+    the device and in the dtype of `frames`.
     """
     check_frames(frames)
     model, off = model.for_source(source)
     size = (int(size[0]), int(size[1]))
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"size must be positive, got {size}")
+    if positions is not None and len(positions) != frames.shape[0]:
+        raise ValueError(f"positions: one (y, x) a frame, got {len(positions)} for {frames.shape[0]} frames")
     detail = resolve_detail(model, detail)
     x = frames.to(model.device, non_blocking=True)
     # Resize in at least fp32 where the device has no fast half bicubic (CPU), then the model dtype.
     work = model.dtype if x.is_cuda else torch.float32
     x_up = resize(x.to(work), size).to(model.dtype)
-    pos, neg = grid_phases(seed)
     lr_hw = tuple(x.shape[-2:])
+    if positions is not None:
+        pairs = followed_phases(seed, positions, lr_hw, size)
+        if len(set(pairs)) > 1:
+            return _restore_followed(model, x_up, frames, size, detail, off, pairs, lr_hw)
+        pos, neg = pairs[0]
+    else:
+        pos, neg = grid_phases(seed)
     if detail == 1.0:
         ctx = torch.full((x_up.shape[0],), POS + off, device=model.device) if off else None
         y = run_padded(model, x_up, pos, ctx, lr_hw)
@@ -156,8 +197,25 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
 
 
+def _restore_followed(model, x_up, frames, size, detail, off, pairs, lr_hw) -> torch.Tensor:
+    """`restore`'s two branches with a phase pair per frame (a grid that follows the content)."""
+    n, mode = x_up.shape[0], model.config.pad_mode
+    pos, neg = [p for p, _ in pairs], [q for _, q in pairs]
+    parts = []
+    if detail > 0:
+        parts.append((detail, pos, POS))
+    if detail < 1:
+        parts.append((1 - detail, neg, NEG))
+    batch = torch.cat([_pad_each(x_up, ph, mode) for _, ph, _ in parts])
+    ctx = torch.tensor([c + off for _, _, c in parts for _ in range(n)], device=model.device)
+    grid, scale = model_inputs(model, lr_hw, size, [ph for _, phs, _ in parts for ph in phs], 1)
+    out = model(batch, ctx, grid, scale)
+    y = sum(w * _crop_each(out[i * n:(i + 1) * n], ph, size) for i, (w, ph, _) in enumerate(parts))
+    return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
+
+
 def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
-                      seed: int = 0, source: str = "any") -> torch.Tensor:
+                      seed: int = 0, source: str = "any", positions=None) -> torch.Tensor:
     """`restore` to `size` (H, W), resizing around the model when the scale lies outside its range:
     beyond it, restore at its largest scale and bicubic up; below it, shrink the input first."""
     h, w = frames.shape[-2:]
@@ -165,9 +223,11 @@ def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, in
     s = max(size[0] / h, size[1] / w)
     if s > hi * 1.0001:
         mid = (round(h * hi), round(w * hi))
-        y = restore(model, frames, size=mid, detail=detail, seed=seed, source=source)
+        y = restore(model, frames, size=mid, detail=detail, seed=seed, source=source, positions=positions)
         return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
     if s < lo * 0.9999:
         pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
         frames = F.interpolate(frames, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-    return restore(model, frames, size=size, detail=detail, seed=seed, source=source)
+        if positions is not None:  # in the shrunk input's pixels
+            positions = [(y * pre[0] / h, x * pre[1] / w) for y, x in positions]
+    return restore(model, frames, size=size, detail=detail, seed=seed, source=source, positions=positions)

@@ -76,7 +76,7 @@ def test_source_clean_changes_the_output_and_is_in_the_plan(clips, tiny_source_m
     assert code == 0, err
     code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "clean.mkv", "--source", "clean")
     assert code == 0, err
-    assert "source clean, detail" in err                     # the plan says it
+    assert "source clean, grid follow, detail" in err        # the plan says it
     a, b = decoded_frames(tmp_path / "any.mkv"), decoded_frames(tmp_path / "clean.mkv")
     assert len(a) == len(b) == 5
     assert not any(np.array_equal(x, y) for x, y in zip(a, b))  # the clean contexts differ

@@ -25,7 +25,7 @@ def test_unknown_key_and_bad_values_name_the_key(tmp_path):
     for text, key in [("bogus: 1\n", "bogus"), ("crf: -3\n", "crf"), ("batch: 2.5\n", "batch"),
                       ("size: big\n", "size"), ("codec: mpeg2video\n", "codec"), ("options: 3\n", "options"),
                       ("container: avi\n", "container"), ("encoders: zero\n", "encoders"),
-                      ("source: dirty\n", "source")]:
+                      ("source: dirty\n", "source"), ("grid: moving\n", "grid")]:
         p.write_text(text)
         with pytest.raises(presets.PresetError, match=repr(key)):
             UpscaleSettings.from_preset(str(p))

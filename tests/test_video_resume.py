@@ -108,3 +108,31 @@ def test_resume_keeps_the_source(clips, tmp_path):
         with pytest.raises(VideoError, match=r"cannot resume r.mkv: settings differ .*\(source\)"):
             Job(target, params("any"), lock).start(resume=True)
         Job(target, params("clean"), lock).start(resume=True)
+
+
+def test_resume_keeps_the_grid(clips, tmp_path):
+    """Following the picture or not is part of the job's identity; "fixed" adds no key (states
+    written before the grid could follow resume as fixed), "follow", the default, does."""
+    from gendrpix_video.video.errors import VideoError
+    from gendrpix_video.video.job import Job, workdir_of
+    from gendrpix_video.video.lock import JobLock
+    from gendrpix_video.video.pipeline import plan_job
+    from gendrpix_video.video.presets import UpscaleSettings
+    from gendrpix_video.video.probe import probe
+
+    src = clips("long.mkv", codec="ffv1", pix_fmt="yuv420p", pts_ms=PTS)
+    target, info = tmp_path / "g.mkv", probe(src)
+    s = UpscaleSettings.from_preset().override(codec="ffv1", pix_fmt="yuv420p", scale=2)
+    assert s.grid == "follow"
+
+    def params(grid):
+        plan = plan_job(src, target, info, s.override(grid=grid), model_id="m", detail=1.0, device="cpu")
+        assert plan.engine.grid == grid and plan.engine.segment_frames == plan.segment_frames
+        return plan.params
+
+    assert "grid" not in params("fixed") and params("follow")["grid"] == "follow"
+    with JobLock(workdir_of(target), str(target)) as lock:
+        Job(target, params("follow"), lock).start(resume=False)
+        with pytest.raises(VideoError, match=r"cannot resume g.mkv: settings differ .*\(grid\)"):
+            Job(target, params("fixed"), lock).start(resume=True)
+        Job(target, params("follow"), lock).start(resume=True)

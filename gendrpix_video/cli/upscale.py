@@ -20,6 +20,7 @@ from ..argparsing import OneLineParser
 from ..model import SOURCES
 from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
+from ..video.engine import GRIDS
 from ..video.pipeline import Result, check_source_in_file, upscale_file
 from ..video.lock import JobBusy
 from ..video.preflight import CPU_MINUTES, PlanRefused
@@ -70,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
                          "removes that damage) or clean (a clean master, e.g. camera originals or lossless/ProRes "
                          "intermediates: it sharpens more and removes no noise or compression; needs a model "
                          "with a network for clean sources, as the shipped default has)")
+    ap.add_argument("--grid", choices=GRIDS, metavar="follow|fixed",
+                    help="follow (the default): the model's 8x8 patch grid moves with the picture, estimated "
+                         "from frame to frame, so texture stays put in pans; fixed: the grid stays on the frame")
     ap.add_argument("--codec", metavar="C", help="libx264, libx265, libsvtav1, prores_ks, ffv1, *_nvenc")
     ap.add_argument("--crf", type=float, metavar="Q", help="constant quality 0-63 of x264/x265/SVT-AV1/NVENC")
     ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le (default: the preset's)")
@@ -110,7 +114,7 @@ def settings_from(args) -> UpscaleSettings:
     """The preset, then the flags over it (validated as the preset's values are)."""
     return UpscaleSettings.from_preset(args.preset).override(
         "command line", codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, detail=args.detail,
-        source=args.source, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
+        source=args.source, grid=args.grid, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

@@ -17,7 +17,10 @@ chains, which is what the targets name.
 Temporal: `warp` is the flow-aligned temporal error on the moving clips (mean |Y_t - warp(Y_t-1)|
 in 8-bit levels over flow-consistent pixels, the flow from the ground truth), and `flicker` the
 static-scene flicker index of `evaluate.py` (realistic chain, independent noise and JPEG per frame);
-both also relative to bicubic (`warp_x`, 1 = as steady as bicubic).
+both also relative to bicubic (`warp_x`, 1 = as steady as bicubic). Model rows also get
+`warp_follow` and `flicker_follow`: the same clips with the x8 grid following the content
+(`motion.GridFollower`, as the video pipeline's `--grid follow` runs a clip); the other columns
+score single frames, where the grid is the seed's.
 
 Clean input at x2 and x3 as well (1080p and 720p to 2160p, the commonest upscales; the chains are
 x4): the set's ground truth bicubic-downscaled on the fly, Y-PSNR and SSIM.
@@ -42,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import SOURCES
+from ..motion import GridFollower
 from ..padcfg import resize, restore
 from ..policy import pick_device
 from ..argparsing import OneLineParser
@@ -122,10 +126,22 @@ def bicubic(lr: torch.Tensor, size) -> torch.Tensor:
 
 
 def model_method(model, detail: float, device, seed: int = 0, source: str = "any"):
-    def fn(lr, size):
+    def fn(lr, size, positions=None):
         with torch.inference_mode():
-            return quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed, source=source))
+            return quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed, source=source,
+                                    positions=positions))
+    fn.follows = True  # takes frame positions: the grid can follow the content (motion.GridFollower)
     return fn
+
+
+def run_clip(fn, lrs: torch.Tensor, size, follow: bool) -> torch.Tensor:
+    """`fn` on the frames of a clip (T x 3 x h x w) one at a time; with `follow` and a method that
+    takes positions, the grid follows the content as the video pipeline's `--grid follow` does."""
+    if not (follow and getattr(fn, "follows", False)):
+        return torch.cat([fn(lrs[t:t + 1], size) for t in range(len(lrs))])
+    tracker = GridFollower(scale=(size[0] / lrs.shape[-2], size[1] / lrs.shape[-1]))
+    luma = rgb_to_y(lrs).numpy()
+    return torch.cat([fn(lrs[t:t + 1], size, positions=[tracker(luma[t, 0])]) for t in range(len(lrs))])
 
 
 def model_rows(methods: dict, name: str, model, details, device, sources) -> None:
@@ -299,23 +315,30 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> 
 
     out: dict = {m: {} for m in methods}
     size = tuple(data.hr.shape[1:3])
+    followers = [m for m, fn in methods.items() if getattr(fn, "follows", False)]
     if data.motion_lr is not None:
         for m, fn in methods.items():
-            errs = []
-            for c in range(len(data.motion_lr)):
-                lrs = to_float(data.motion_lr[c])
-                clip = torch.cat([fn(lrs[t:t + 1], size) for t in range(len(lrs))])
-                errs.append(warp_error(clip, torch.from_numpy(data.motion_flow[c]),
-                                       torch.from_numpy(data.motion_mask[c])))
-            out[m]["warp"] = float(np.mean(errs))
-            log(f"temporal  {m:28} warp error {out[m]['warp']:.3f}")
+            for key, follow in (("warp", False), ("warp_follow", True)):
+                if follow and m not in followers:
+                    continue
+                errs = []
+                for c in range(len(data.motion_lr)):
+                    clip = run_clip(fn, to_float(data.motion_lr[c]), size, follow)
+                    errs.append(warp_error(clip, torch.from_numpy(data.motion_flow[c]),
+                                           torch.from_numpy(data.motion_mask[c])))
+                out[m][key] = float(np.mean(errs))
+                log(f"temporal  {m:28} {key.replace('_', ' ')} error {out[m][key]:.3f}")
     hr = to_float(data.hr[:1])
     lrs, ssize = static_clip(hr, min(256, size[0]), static_frames)
-    clips = {m: torch.cat([fn(lr, ssize) for lr in lrs]) for m, fn in methods.items()}
+    lrs = torch.cat(lrs)
+    clips = {m: run_clip(fn, lrs, ssize, False) for m, fn in methods.items()}
     for m in methods:
         out[m]["flicker"] = flicker_index(clips[m], clips["bicubic"])
-        if "warp" in out[m]:
-            out[m]["warp_x"] = out[m]["warp"] / out["bicubic"]["warp"]
+        if m in followers:  # a still shot: the grid should not move
+            out[m]["flicker_follow"] = flicker_index(run_clip(methods[m], lrs, ssize, True), clips["bicubic"])
+        for key in ("warp", "warp_follow"):
+            if key in out[m]:
+                out[m][f"{key}_x"] = out[m][key] / out["bicubic"]["warp"]
     # The ground truth's own error under the same flow and mask: the floor a perfect restorer
     # reaches (flow and interpolation error only; the coded clips add noise that changes per frame).
     gt = data.settings.get("gt_warp_error")
@@ -367,16 +390,17 @@ def _f(v, nd=2):
 
 def markdown(res: dict) -> str:
     lines = ["| method | damaged Y-PSNR | NIQE | SSIM | lattice | pattern | clean Y-PSNR | warp (x bicubic) | "
-             "flicker |", "|---|---|---|---|---|---|---|---|---|"]
+             "warp, grid following | flicker |", "|---|---|---|---|---|---|---|---|---|---|"]
     gt_warp = res["temporal"].get("ground truth", {})
     if res.get("hr_niqe") is not None or gt_warp:
         lines.append(f"| ground truth | - | {_f(res.get('hr_niqe'))} | - | 1 | 0 | - | "
-                     f"{_f(gt_warp.get('warp'), 3)} ({_f(gt_warp.get('warp_x'))}) | - |")
+                     f"{_f(gt_warp.get('warp'), 3)} ({_f(gt_warp.get('warp_x'))}) | - | - |")
     for m in res["methods"]:
         d, t = res["damaged"][m], res["temporal"].get(m, {})
+        follow = (f"{_f(t['warp_follow'], 3)} ({_f(t.get('warp_follow_x'))})" if "warp_follow" in t else "-")
         lines.append(f"| {m} | {_f(d['psnr_y'])} | {_f(d['niqe'])} | {_f(d['ssim_y'], 4)} | "
                      f"{_f(d['lattice'])} | {_f(d.get('pattern'), 3)} | {_f(res['chains']['clean'][m]['psnr_y'])} | "
-                     f"{_f(t.get('warp'), 3)} ({_f(t.get('warp_x'))}) | {_f(t.get('flicker'), 3)} |")
+                     f"{_f(t.get('warp'), 3)} ({_f(t.get('warp_x'))}) | {follow} | {_f(t.get('flicker'), 3)} |")
     lines += ["", "Per chain, Y-PSNR / NIQE / lattice:", "",
               "| method | " + " | ".join(CHAINS) + " |", "|---" * (len(CHAINS) + 1) + "|"]
     for m in res["methods"]:

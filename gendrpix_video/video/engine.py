@@ -11,11 +11,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..motion import GridFollower
 from ..padcfg import restore_any_scale
 from .colour import Layout, from_rgb, to_rgb
 from .decode import Frame
@@ -37,37 +39,82 @@ class EngineConfig:
     seed: int = 0
     source: str = "any"            # model.SOURCES: "clean" for clean masters
     batch: int = 4
+    grid: str = "fixed"            # "follow": the x8 grid moves with the picture (motion.py)
+    segment_frames: int = 0        # frames of a segment: the grid's positions start again at each
+
+
+GRIDS = ("follow", "fixed")
 
 
 class Engine:
     def __init__(self, model, cfg: EngineConfig, device: torch.device):
         self.model, self.cfg, self.device = model, cfg, device
+        if cfg.grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {cfg.grid!r}")
+        scale = (cfg.out_size[0] / cfg.in_size[0], cfg.out_size[1] / cfg.in_size[1])
+        self.follower = GridFollower(scale) if cfg.grid == "follow" else None
 
-    def compute(self, planes: list[torch.Tensor]) -> list[torch.Tensor]:
+    def positions(self, frames: list[Frame]) -> list[tuple[float, float]] | None:
+        """Where each frame's content sits (`motion.GridFollower`, on the CPU from the luma or first
+        plane), frames in order; None with a fixed grid. Every segment starts again at 0, so a
+        segment comes out the same from one process, a resumed job or a cluster worker."""
+        if self.follower is None:
+            return None
+        seg = self.cfg.segment_frames
+        out = []
+        for f in frames:
+            if seg and f.index % seg == 0:
+                self.follower.reset()
+            out.append(self.follower(f.planes[0]))
+        return out
+
+    def compute(self, planes: list[torch.Tensor], positions=None) -> list[torch.Tensor]:
         """Raw input planes on the device -> raw output planes on the device."""
         c = self.cfg
         rgb = to_rgb(planes, c.in_layout, c.in_matrix, c.in_full)
         # fp32 in and out: bf16 (8 mantissa bits) would band a 10-bit output.
-        out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed, source=c.source)
+        out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed, source=c.source,
+                                positions=positions)
         return from_rgb(out, c.out_layout, c.out_matrix, c.out_full)
 
     def run(self, batches: Iterable[list[Frame]], emit: Emit) -> None:
-        if self.device.type == "cuda":
-            self._run_cuda(batches, emit)
-        else:
-            self._run_cpu(batches, emit)
+        items = self._placed(batches)
+        try:
+            if self.device.type == "cuda":
+                self._run_cuda(items, emit)
+            else:
+                self._run_cpu(items, emit)
+        finally:
+            items.close()
+
+    def _placed(self, batches: Iterable[list[Frame]]):
+        """(frames, positions) of each batch. With the grid following the picture, a thread
+        estimates the motion of the next batch (milliseconds a frame on the CPU) while this one is
+        handed to the model; the batches themselves are read on the caller's thread."""
+        if self.follower is None:
+            yield from ((frames, None) for frames in batches)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="gendrpix-motion") as pool:
+            pending = None
+            for frames in batches:
+                nxt = (frames, pool.submit(self.positions, frames))  # one worker: frames in order
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                pending = nxt
+            if pending is not None:
+                yield pending[0], pending[1].result()
 
     # -- CPU: plain and sequential ----------------------------------------------------------
-    def _run_cpu(self, batches, emit: Emit) -> None:
-        for frames in batches:
+    def _run_cpu(self, items, emit: Emit) -> None:
+        for frames, positions in items:
             planes = [torch.from_numpy(np.stack([f.planes[i] for f in frames])).to(self.device)
                       for i in range(3)]
-            outs = [p.cpu().numpy() for p in self.compute(planes)]
+            outs = [p.cpu().numpy() for p in self.compute(planes, positions)]
             for j, f in enumerate(frames):
                 emit(f, [o[j] for o in outs])
 
     # -- CUDA: pinned buffers, three streams, an output thread ------------------------------
-    def _run_cuda(self, batches, emit: Emit, depth: int = 3) -> None:
+    def _run_cuda(self, items, emit: Emit, depth: int = 3) -> None:
         c, dev = self.cfg, self.device
         n = c.batch
         in_shapes = c.in_layout.plane_shapes(c.in_size[1], c.in_size[0])
@@ -109,7 +156,7 @@ class Engine:
         out = threading.Thread(target=output_thread, name="gendrpix-output", daemon=True)
         out.start()
         try:
-            for k, frames in enumerate(batches):
+            for k, (frames, positions) in enumerate(items):
                 slot = slots[k % depth]
                 while not slot.free.wait(0.1):
                     if failure:
@@ -127,7 +174,7 @@ class Engine:
                     slot.uploaded.record(up)
                 compute.wait_event(slot.uploaded)
                 with torch.cuda.stream(compute):
-                    planes = self.compute([d[:m] for d in slot.dev_in])
+                    planes = self.compute([d[:m] for d in slot.dev_in], positions)
                     slot.computed.record(compute)
                 down.wait_event(slot.computed)
                 with torch.cuda.stream(down):

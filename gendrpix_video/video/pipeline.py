@@ -296,10 +296,13 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
     if s.source != "any":
         # Left out for "any", so the identity of a job without a source matches states that lack the key.
         params["source"] = s.source
+    if s.grid != "fixed":
+        # Likewise: states that lack the key were written with the grid fixed.
+        params["grid"] = s.grid
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
                        out_full=out_colour.full_range, detail=detail, seed=s.seed, source=s.source,
-                       batch=batch)
+                       batch=batch, grid=s.grid, segment_frames=seg_frames)
     return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
                    start, duration)
 
@@ -327,7 +330,7 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
     plan = make_plan(source=job.src, target=job.target, model=model, device=device,
                      model_name=model_name(model), detail=job.engine.detail, shape=shape,
                      frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes,
-                     source_kind=job.engine.source)
+                     source_kind=job.engine.source, grid=job.engine.grid)
     if per_device > 1 and plan.gpu_bytes is not None:
         plan.gpu_bytes *= per_device
     if parallel > 1:

@@ -76,6 +76,7 @@ class Plan:
     minutes_limit: float | None = None
     notes: list[str] = field(default_factory=list)
     source_kind: str = "any"          # what the user says of the input (--source): model.SOURCES
+    grid: str = "fixed"               # --grid: the x8 grid fixed to the frame or following the picture
 
     def lines(self) -> list[str]:
         """The plan as a few lines for a person."""
@@ -87,7 +88,7 @@ class Plan:
             mem += f", {fmt_bytes(self.gpu_bytes)} GPU memory"
         out = [f"plan: {self.source.name} -> {self.target.name}: {w}x{h} -> {W}x{H}, {frames}",
                f"  device {self.device_text}",
-               f"  model  {self.model}, source {self.source_kind}, detail {self.detail:g} "
+               f"  model  {self.model}, source {self.source_kind}, grid {self.grid}, detail {self.detail:g} "
                f"({self.passes} UNet pass{'es' if self.passes > 1 else ''} a frame), batch {self.batch}; {mem}"]
         if self.seconds is not None:
             out.append(f"  time   about {fmt_minutes(self.seconds)} for the model (measured warm-up)")
@@ -240,7 +241,7 @@ def _with(shape: Shape, **changes) -> Shape:
 
 def make_plan(*, source: Path, target: Path, model, device: torch.device, model_name: str, detail: float,
               shape: Shape, frames: int | None, max_memory_gib: float | None,
-              max_minutes: float | None, source_kind: str = "any") -> Plan:
+              max_minutes: float | None, source_kind: str = "any", grid: str = "fixed") -> Plan:
     """Estimate the job (measuring the model when a time limit applies or the job looks long)."""
     if source_kind in getattr(model, "source_deltas", {}):  # `GenDRPix.for_source` builds a second network
         shape = _with(shape, networks=2)
@@ -248,7 +249,7 @@ def make_plan(*, source: Path, target: Path, model, device: torch.device, model_
     plan = Plan(source=source, target=target, device=device, device_text=describe_device(device),
                 in_size=shape.in_size, out_size=shape.out_size, model=model_name, detail=detail,
                 passes=shape.passes, batch=shape.batch, frames=frames, host_bytes=costs.host,
-                gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind)
+                gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind, grid=grid)
     if max_memory_gib is not None:
         plan.host_limit = int(max_memory_gib * GiB)
         plan.gpu_limit = int(max_memory_gib * GiB) if costs.gpu is not None else None

@@ -14,6 +14,7 @@ from ..model import SOURCES
 from ..policy import output_size as policy_output_size
 from .colour import layout
 from .encode import CODECS, supported_pix_fmts
+from .engine import GRIDS
 
 
 def _preset_dir() -> Path:
@@ -131,6 +132,7 @@ SCHEMA = {
     "detail": _number("detail"),
     "seed": _number("seed"),
     "source": _string(SOURCES),              # what the footage is: "any" (may be damaged) or "clean"
+    "grid": _string(GRIDS),                  # "follow": the x8 grid moves with the picture; "fixed"
     "batch": _number("batch"),
     "encoders": _encoders,                   # segment encoders running in parallel
     "segment_frames": _number("segment_frames"),
@@ -193,6 +195,7 @@ class UpscaleSettings:
     detail: float | None = None        # None: the model's default_detail
     seed: int = 0
     source: str = "any"                # "clean": a clean master, sharpened with nothing removed
+    grid: str = "follow"               # the model's x8 grid moves with the picture (steadier pans)
     batch: int = 4
     encoders: int | str = "auto"       # segment encoders in parallel
     segment_frames: int = 48
