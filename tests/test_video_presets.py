@@ -71,3 +71,17 @@ def test_presets_command_lists(capsys):
     assert presets_cmd.main([]) == 0
     out = capsys.readouterr().out
     assert "archival" in out and "delivery" in out and "preview" in out
+
+
+def test_ffv1_takes_a_slice_count_its_frame_size_allows(clips, tiny_model, tmp_path, capsys):
+    """FFV1 level 3 refuses some slice grids for some sizes (1 slice at 384x288): the encoder
+    gets the nearest count that opens, and the job finishes."""
+    from gendrpix_video.video.encode import ffv1_slices
+    from video_fixtures import decoded_frames, run_upscale
+    assert ffv1_slices(64, 48, "yuv420p", 1) == 1 and ffv1_slices(3840, 2160, "yuv422p10le", 24) == 24
+    assert ffv1_slices(384, 288, "yuv420p", 1) != 1
+    src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
+    code, _, err = run_upscale(capsys, src, "-o", tmp_path / "o.mkv", "--model", tiny_model, "--size", "384x288",
+                               "--codec", "ffv1", "--pix-fmt", "yuv420p", "--duration", "0.2", "--quiet")
+    assert code == 0, err
+    assert decoded_frames(tmp_path / "o.mkv")[0].shape == (288 * 3 // 2, 384)

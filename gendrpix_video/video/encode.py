@@ -9,6 +9,7 @@ with the exact timestamps of every packet in the input's time base (Matroska rou
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -108,8 +109,9 @@ class EncodeSettings:
             lay = layout(self.pix_fmt)
             o.update(profile=self.speed or ("4444" if lay and lay.log2_cw == 0 else "hq"), vendor="apl0")
         elif c == "ffv1":
-            slices = "24" if self.width * self.height >= 1920 * 1080 else ("4" if self.width >= 640 else "1")
-            o.update(level="3", slicecrc="1", g="1", slices=slices, coder="range_def")
+            want = 24 if self.width * self.height >= 1920 * 1080 else (4 if self.width >= 640 else 1)
+            o.update(level="3", slicecrc="1", g="1", slices=str(ffv1_slices(self.width, self.height, self.pix_fmt, want)),
+                     coder="range_def")
         elif c.endswith("_nvenc"):
             o.update(preset=self.speed or "p5", rc="vbr", cq=crf or "19", b="0")
         o.update({k: str(v) for k, v in self.options.items()})
@@ -117,6 +119,23 @@ class EncodeSettings:
 
     def encoder_pix_fmt(self) -> str:
         return _NVENC_FMT.get(self.pix_fmt, self.pix_fmt) if self.codec.endswith("_nvenc") else self.pix_fmt
+
+
+@functools.lru_cache(maxsize=32)
+def ffv1_slices(width: int, height: int, pix_fmt: str, want: int) -> int:
+    """`want` FFV1 slices, or the nearest count FFmpeg accepts for this frame: level 3 takes only
+    slice grids that divide the frame to its liking (384x288 refuses 1, 639x480 takes 6, 9 or 24)."""
+    counts = [want] + sorted((4, 6, 9, 12, 16, 24, 1), key=lambda n: (abs(n - want), n))
+    for n in dict.fromkeys(counts):
+        ctx = av.CodecContext.create("ffv1", "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, pix_fmt, Fraction(1, 25)
+        ctx.options = {"level": "3", "slicecrc": "1", "g": "1", "slices": str(n), "coder": "range_def"}
+        try:
+            ctx.open()
+            return n
+        except (av.FFmpegError, ValueError):
+            continue
+    return want  # none opens: the encoder's own error says why
 
 
 def open_carrier(path: Path, s: EncodeSettings) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream]:
