@@ -162,3 +162,17 @@ def test_each_segment_starts_the_grid_again_so_workers_and_one_process_agree():
     fixed = run(Engine(net, dataclasses.replace(cfg, grid="fixed"), dev), [frames[0:2], frames[2:3], frames[3:5],
                                                                           frames[5:6]])
     assert np.array_equal(whole[3], fixed[3]) and not np.array_equal(whole[4], fixed[4])
+
+
+def test_a_zoom_or_a_turn_about_the_centre_leaves_the_grid_where_it_is():
+    """Motion that is no translation: the follower must not wander (a moved grid changes texture)."""
+    import torch.nn.functional as F
+    img = torch.from_numpy(texture(400, 400, seed=8)).float()[None, None, 50:350, 50:350]
+    for name, affine in (("zoom", lambda t: [[1.02 ** -t, 0, 0], [0, 1.02 ** -t, 0]]),
+                         ("turn", lambda t: [[np.cos(t / 57.3), -np.sin(t / 57.3), 0],
+                                             [np.sin(t / 57.3), np.cos(t / 57.3), 0]])):
+        f = GridFollower((4, 4))
+        for t in range(10):
+            grid = F.affine_grid(torch.tensor([affine(t)], dtype=torch.float32), (1, 1, 300, 300), align_corners=False)
+            pos = f(F.grid_sample(img, grid, align_corners=False)[0, 0].numpy())
+            assert max(abs(pos[0]), abs(pos[1])) <= 0.25, (name, t, pos)
