@@ -156,10 +156,10 @@ def test_each_batch_always_runs_on_the_same_worker(model, monkeypatch):
     seen: dict[int, set[str]] = {}
     infer = F._Runner._infer
 
-    def spy(self, x):
+    def spy(self, x, positions=None):
         for v in x[:, 0, 0, 0].tolist():
             seen.setdefault(first_pixel[v] // 3, set()).add(threading.current_thread().name)
-        return infer(self, x)
+        return infer(self, x, positions)
 
     monkeypatch.setattr(F._Runner, "_infer", spy)
     out = gendrpix(src, height=96, model=model, batch_size=3, num_streams=2, seed=7)
@@ -216,6 +216,49 @@ def test_source_clean_uses_the_clean_contexts():
     default = _planes(gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2).get_frame(1))
     assert np.array_equal(_planes(clean.get_frame(1)), expected[1].numpy())
     assert not np.array_equal(_planes(clean.get_frame(1)), default)
+
+
+def _pan(length=8, w=64, h=48) -> vs.VideoNode:
+    """A float RGB clip of one picture moving right by one pixel a frame."""
+    rng = np.random.default_rng(0)
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w + length)[None, :]
+    pic = np.fft.irfft2(np.fft.rfft2(rng.normal(size=(h, w + length))) * np.exp(-40 * (fy ** 2 + fx ** 2)),
+                        s=(h, w + length))
+    pic = (0.5 + 0.4 * np.tanh(2 * pic / pic.std())).astype(np.float32)
+
+    def paint(n, f):
+        fo = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(fo[p]), np.roll(pic, p, 0)[:, length - n:length - n + w])
+        return fo
+    clip = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=length, fpsnum=25, fpsden=1)
+    return core.std.ModifyFrame(clip, clip, paint)
+
+
+def test_grid_follow_moves_the_grid_with_the_picture_within_each_batch(model):
+    """grid="follow": each batch is the core's restore with the positions GridFollower gives from
+    the batch's first frame (which sits at 0, as with the grid fixed); any request order, same frames."""
+    from gendrpix_video import restore
+    from gendrpix_video.motion import GridFollower
+
+    src = _pan()
+    kw = dict(scale=2, model=model, batch_size=4, num_streams=2)
+    follow = [_planes(f) for f in gendrpix(src, grid="follow", **kw).frames()]
+    fixed = [_planes(f) for f in gendrpix(src, **kw).frames()]
+    frames = np.stack([_planes(f) for f in src.frames()])
+    for k in (0, 4):
+        batch = frames[k:k + 4]
+        tracker = GridFollower((2.0, 2.0))
+        luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), batch, axes=([0], [1]))
+        positions = [tracker(y) for y in luma]
+        assert positions[0] == (0.0, 0.0) and positions[3][1] > 2.5  # three pixels to the right
+        want = restore(model, torch.from_numpy(batch), size=(96, 128), positions=positions).numpy()
+        for j in range(4):
+            np.testing.assert_array_equal(follow[k + j], want[j])
+        assert np.array_equal(follow[k], fixed[k]) and not np.array_equal(follow[k + 2], fixed[k + 2])
+    out = gendrpix(src, grid="follow", **kw)
+    for n in (7, 2, 5, 0, 6, 1, 3, 4):
+        assert np.array_equal(_planes(out.get_frame(n)), follow[n]), n
 
 
 def test_seed_changes_output(model):
@@ -294,6 +337,7 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(device_index=-1), "device_index must be a non-negative integer"),
         (dict(source="dirty"), "source must be one of 'any', 'clean', got 'dirty'"),
         (dict(source=None), "source must be one of 'any', 'clean', got None"),
+        (dict(grid="moving"), "grid must be 'fixed' or 'follow', got 'moving'"),
         (dict(source="clean"), r"source='clean': model of config tiny has no network for clean sources "
                                r"\(it has: any\); use source='any'"),
     ],

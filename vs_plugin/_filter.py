@@ -24,7 +24,8 @@ Design notes
   so they are tuned once).  VapourSynth threads copy frames into pinned
   memory, wait for the batch (GIL released) and copy their output frame
   straight from the GPU into the VapourSynth frame.
-* PadCFG offsets come from ``seed`` and are identical for every batch.
+* PadCFG offsets come from ``seed`` and are identical for every batch; with ``grid="follow"`` they
+  move with the picture from a batch's first frame (batch-local, so random access holds).
 * Device, dtype, CUDA flags, detail and the scale range follow the core's inference policy
   (``gendrpix_video.policy``), as the CLI does.  Two differences, on purpose: the default size is
   2x (a script has no 2160p delivery target), and a scale outside the model's range is refused
@@ -50,6 +51,7 @@ import vapoursynth as vs
 from gendrpix_video import WeightsError, list_models, load_model, restore
 from gendrpix_video import policy
 from gendrpix_video.model import SOURCES
+from gendrpix_video.motion import GridFollower
 
 __all__ = ["gendrpix"]
 
@@ -232,6 +234,7 @@ class _Runner:
         detail: float,
         seed: int,
         source: str,
+        grid: str = "fixed",
     ) -> None:
         self.model = model
         self.device = torch.device(model.device)
@@ -244,6 +247,7 @@ class _Runner:
         self.detail = float(detail)
         self.seed = int(seed)
         self.source = source
+        self.grid = grid
 
         # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
         # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
@@ -269,15 +273,24 @@ class _Runner:
         for i, f in enumerate(frames):
             for p in range(3):
                 np.copyto(view[i, p], np.asarray(f[p]))
+        positions = self._positions(view) if self.grid == "follow" else None
         # the network on a worker thread; waiting on the future releases the GIL
-        return self.workers[k % len(self.workers)].submit(self._device_work, host_in).result()
+        return self.workers[k % len(self.workers)].submit(self._device_work, host_in, positions).result()
 
-    def _device_work(self, host_in: torch.Tensor) -> torch.Tensor:
+    def _positions(self, rgb: np.ndarray) -> list[tuple[float, float]]:
+        """Where each frame of a batch sits from the batch's first frame (`motion.GridFollower`
+        on the luma): the grid follows the picture within the batch and starts again at the next,
+        so a frame comes out the same whichever order frames are asked for."""
+        follower = GridFollower((self.out_h / rgb.shape[2], self.out_w / rgb.shape[3]))
+        luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), rgb.astype(np.float32), axes=([0], [1]))
+        return [follower(y) for y in luma]
+
+    def _device_work(self, host_in: torch.Tensor, positions=None) -> torch.Tensor:
         with torch.inference_mode():
             if not self.cuda:
-                return self._infer(host_in)
+                return self._infer(host_in, positions)
             with self._own_stream() as stream:
-                out = self._infer(host_in.to(self.device, non_blocking=True))
+                out = self._infer(host_in.to(self.device, non_blocking=True), positions)
                 stream.synchronize()  # releases the GIL while the GPU works
             return out
 
@@ -305,10 +318,10 @@ class _Runner:
             for p in range(3):
                 torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
-    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+    def _infer(self, x: torch.Tensor, positions=None) -> torch.Tensor:
         # restore() works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
         return restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
-                       detail=self.detail, seed=self.seed, source=self.source)
+                       detail=self.detail, seed=self.seed, source=self.source, positions=positions)
 
     # -- cache --
     def get(self, n: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
@@ -379,6 +392,7 @@ def gendrpix(
     model: Any = None,
     dtype: Any = None,
     source: str = "any",
+    grid: str = "fixed",
 ) -> vs.VideoNode:
     """Restore / upscale a clip with GenDR-Pix.
 
@@ -401,6 +415,10 @@ def gendrpix(
                          damage) or "clean" (a clean master, e.g. camera originals or lossless/ProRes
                          intermediates: sharpened more, no noise or compression removed; needs a model
                          with a network for clean sources, ``model.sources``; the shipped default has one).
+    :param grid:         "fixed" (the x8 grid stays on the frame) or "follow": within each batch the
+                         grid moves with the picture (camera motion estimated frame to frame), so
+                         texture stays on the objects in pans; it starts again at each batch, so a
+                         larger ``batch_size`` follows longer runs.
     """
     clip = _check_clip(clip)
     out_w, out_h = _output_size(clip.width, clip.height, scale, width, height)
@@ -415,6 +433,8 @@ def gendrpix(
         raise _err(f"seed must be an integer, got {seed!r}")
     if not isinstance(source, str) or source not in SOURCES:
         raise _err(f"source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+    if not isinstance(grid, str) or grid not in ("fixed", "follow"):
+        raise _err(f"grid must be 'fixed' or 'follow', got {grid!r}")
 
     net = _get_model(model, device_index, dtype)
     _check_source(net, source)
@@ -436,6 +456,7 @@ def gendrpix(
         detail=policy.resolve_detail(net, detail),
         seed=int(seed),
         source=source,
+        grid=grid,
     )
     sar_factor = Fraction(clip.width * out_h, out_w * clip.height)
 
