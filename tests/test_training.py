@@ -1,6 +1,7 @@
 """Training pieces: losses, RandPad, checkpoints, and a few real steps of both stages (CPU, tiny)."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -122,7 +123,7 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert prov["losses"]["teacher"] == 0.5 and prov["losses"]["hr"] == 1.0 and prov["losses"]["stability"] == 1.0
     assert prov["losses"]["neg_target"] == "hr" and prov["phase_weight"] == 1.0
     assert {"stability", "phase", "temporal"} <= set(json.loads((out2 / "state.json").read_text())["history"][0])
-    assert prov["temporal_weight"] == 1.0
+    assert prov["temporal_weight"] == 1.0 and prov["temporal_grid"] == "follow"
 
 
 def test_bank_mixes_clean_mild_video_and_full_batches_with_a_clean_teacher(photo_set):
@@ -269,6 +270,18 @@ def test_pan_pair_loss_compares_the_two_frames_where_their_content_overlaps():
     assert still.item() < 1e-6
     noisy = train_mod.pan_pair_loss(net, bank, hr, ctx, (2, 5), share=0.5, sigma=(8 / 255, 8 / 255))
     assert 0.005 < noisy.item() < 0.1  # fresh noise a frame reaches the output of a plain upscale
+    # A network bound to the grid: with the second frame's grid fixed its output changes as the
+    # content moves; with the grid following the content far less of it does.
+    with torch.no_grad():
+        for prm in net.parameters():
+            prm.add_(torch.randn_like(prm) * 0.05)
+    hr = torch.rand(4, 3, 96, 96)
+    random.seed(3)
+    fixed = train_mod.pan_pair_loss(net, bank, hr, ctx, (2, 5), share=0.5, sigma=(0.0, 0.0), margin=16)
+    random.seed(3)
+    follow = train_mod.pan_pair_loss(net, bank, hr, ctx, (2, 5), share=0.5, sigma=(0.0, 0.0), margin=16,
+                                      follow=True)
+    assert follow.item() < 0.5 * fixed.item(), (follow.item(), fixed.item())
 
 
 def test_the_bank_degrades_both_frames_of_a_pair_alike_from_one_generator_state():

@@ -87,6 +87,9 @@ def build_parser():
                         "pixels (a sub-pixel step of the LR input), the same degradation with fresh "
                         "per-frame noise, on one frame-fixed grid phase, compared where they overlap "
                         "(0: off)")
+    p.add_argument("--temporal-grid", choices=("follow", "fixed"), default="follow",
+                   help="--temporal-weight's pairs: the second frame's grid follows its content, as the "
+                        "video pipeline's default restores a pan (follow), or stays on the frame (fixed)")
     p.add_argument("--stage2-neg-target", choices=("g1", "hr"), default="g1",
                    help="Stage II's c_neg target: the Stage I output (g1, the paper's) or the ground "
                         "truth (hr: the fidelity branch keeps learning, e.g. new degradations)")
@@ -251,14 +254,18 @@ def phase_loss(net, lr, y, size, ctx, phase, share=0.25):
     return F.l1_loss(y2.float(), y[idx])
 
 
-def pan_pair_loss(net, bank: PairBank, hr, ctx, phase, share=0.25, sigma=(0.0, 3 / 255), margin=8):
+def pan_pair_loss(net, bank: PairBank, hr, ctx, phase, share=0.25, sigma=(0.0, 3 / 255), margin=8,
+                  follow=False):
     """L1 between the outputs for two frames of a pan, where they overlap: every 1/`share`-th crop of
     the batch (both contexts) and the same crop moved by (dy, dx) HR pixels, 1-7 each way (a
     sub-pixel step of the LR input at x2-x4), degraded alike (one draw of the degradation's settings
-    and noise, then fresh Gaussian noise per frame, sigma uniform in `sigma`), both on the same
-    frame-fixed x8 grid phase. The ground truth of the two frames is equal on the overlap, so any
-    difference is output that changes as content moves: the flow-aligned error of moving footage
-    (ours, not in method.md). `phase_loss` moves the grid alone; this also moves the LR sampling."""
+    and noise, then fresh Gaussian noise per frame, sigma uniform in `sigma`). The ground truth of
+    the two frames is equal on the overlap, so any difference is output that changes as content
+    moves: the flow-aligned error of moving footage (ours, not in method.md). Both frames on the
+    same frame-fixed x8 grid phase, or with `follow` the second's grid moved with its content (as
+    the video pipeline's `--grid follow` restores a pan): then only what the grid cannot explain
+    counts (the LR sampling, noise and coding that change from frame to frame). `phase_loss`
+    moves the grid alone."""
     idx = torch.arange(0, len(hr), max(1, round(1 / share)), device=hr.device)
     dy, dx = random.randint(1, SHUFFLE - 1), random.randint(1, SHUFFLE - 1)
     h, w = hr.shape[-2] - SHUFFLE, hr.shape[-1] - SHUFFLE
@@ -272,8 +279,12 @@ def pan_pair_loss(net, bank: PairBank, hr, ctx, phase, share=0.25, sigma=(0.0, 3
         lr = bank.degrade(f, kind, scale)
         s = torch.empty(len(idx), 1, 1, 1, device=hr.device).uniform_(*sigma)
         lrs.append(((lr + s * torch.randn_like(lr)).clamp(0, 1) * 255).round() / 255)
+    # The second frame's content sits (dy, dx) pixels up-left of the first's: a grid that follows
+    # it pads (dy, dx) more (motion.py's convention: content moved by d, padding less by d).
+    moved = ((phase[0] + dx) % SHUFFLE, (phase[1] + dy) % SHUFFLE) if follow else phase
     with torch.autocast(hr.device.type, dtype=torch.bfloat16, enabled=hr.device.type == "cuda"):
-        a, b = (forward_random_phase(net, lr, (h, w), ctx[idx], phase).float() for lr in lrs)
+        a = forward_random_phase(net, lrs[0], (h, w), ctx[idx], phase).float()
+        b = forward_random_phase(net, lrs[1], (h, w), ctx[idx], moved).float()
     m = margin
     return F.l1_loss(a[..., dy + m:h - m, dx + m:w - m], b[..., m:h - dy - m, m:w - dx - m])
 
@@ -462,7 +473,7 @@ def _train(args, group: distributed.Group) -> int:
             loss = loss + args.phase_weight * l_ph
             logs["phase"] = l_ph
         if args.temporal_weight:
-            l_tp = pan_pair_loss(net, bank, hr, ctx, phase)
+            l_tp = pan_pair_loss(net, bank, hr, ctx, phase, follow=args.temporal_grid == "follow")
             loss = loss + args.temporal_weight * l_tp
             logs["temporal"] = l_tp
         if balance is not None:
@@ -587,6 +598,7 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
         prov["phase_weight"] = args.phase_weight
     if args.temporal_weight:
         prov["temporal_weight"] = args.temporal_weight
+        prov["temporal_grid"] = args.temporal_grid
     if args.balance_clean:
         prov["balance_clean"] = True
     if args.degrade:
