@@ -173,44 +173,28 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     work = model.dtype if x.is_cuda else torch.float32
     x_up = resize(x.to(work), size).to(model.dtype)
     lr_hw = tuple(x.shape[-2:])
-    if positions is not None:
-        pairs = followed_phases(seed, positions, lr_hw, size)
-        if len(set(pairs)) > 1:
-            return _restore_followed(model, x_up, frames, size, detail, off, pairs, lr_hw)
-        pos, neg = pairs[0]
-    else:
-        pos, neg = grid_phases(seed)
-    if detail == 1.0:
-        ctx = torch.full((x_up.shape[0],), POS + off, device=model.device) if off else None
-        y = run_padded(model, x_up, pos, ctx, lr_hw)
-    elif detail == 0.0:
-        y = run_padded(model, x_up, neg, torch.full((x_up.shape[0],), NEG + off, device=model.device), lr_hw)
-    else:
-        # Both branches in one batch: one launch of every layer for the pair.
-        n = x_up.shape[0]
-        mode = model.config.pad_mode
-        batch = torch.cat([pad_to_grid(x_up, pos, mode), pad_to_grid(x_up, neg, mode)])
-        ctx = torch.tensor([POS + off] * n + [NEG + off] * n, device=model.device)
-        out = model(batch, ctx, *model_inputs(model, lr_hw, size, [pos, neg], n))
-        y = detail * crop(out[:n], pos, size) + (1 - detail) * crop(out[n:], neg, size)
-    # A device-to-host copy must complete before the caller reads it: blocking there.
-    return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
-
-
-def _restore_followed(model, x_up, frames, size, detail, off, pairs, lr_hw) -> torch.Tensor:
-    """`restore`'s two branches with a phase pair per frame (a grid that follows the content)."""
-    n, mode = x_up.shape[0], model.config.pad_mode
+    n = x_up.shape[0]
+    pairs = (followed_phases(seed, positions, lr_hw, size) if positions is not None
+             else [grid_phases(seed)] * n)
     pos, neg = [p for p, _ in pairs], [q for _, q in pairs]
-    parts = []
-    if detail > 0:
-        parts.append((detail, pos, POS))
-    if detail < 1:
-        parts.append((1 - detail, neg, NEG))
-    batch = torch.cat([_pad_each(x_up, ph, mode) for _, ph, _ in parts])
-    ctx = torch.tensor([c + off for _, _, c in parts for _ in range(n)], device=model.device)
-    grid, scale = model_inputs(model, lr_hw, size, [ph for _, phs, _ in parts for ph in phs], 1)
-    out = model(batch, ctx, grid, scale)
-    y = sum(w * _crop_each(out[i * n:(i + 1) * n], ph, size) for i, (w, ph, _) in enumerate(parts))
+    # detail 1 and 0 run one branch (one pass); any other detail, above 1 too, both in one batch:
+    # one launch of every layer for the pair.
+    parts = ([(1.0, pos, POS)] if detail == 1.0 else [(1.0, neg, NEG)] if detail == 0.0
+             else [(detail, pos, POS), (1 - detail, neg, NEG)])
+    mode = model.config.pad_mode
+    padded = [_pad_each(x_up, ph, mode) for _, ph, _ in parts]
+    batch = padded[0] if len(padded) == 1 else torch.cat(padded)
+    ctx = (None if len(parts) == 1 and parts[0][2] == POS and not off
+           else torch.tensor([c + off for _, _, c in parts for _ in range(n)], device=model.device))
+    if all(len(set(ph)) == 1 for _, ph, _ in parts):  # one phase a branch: planes made once, expanded
+        extra = model_inputs(model, lr_hw, size, [ph[0] for _, ph, _ in parts], n)
+    else:
+        extra = model_inputs(model, lr_hw, size, [p for _, ph, _ in parts for p in ph], 1)
+    out = model(batch, ctx, *extra)
+    y = parts[0][0] * _crop_each(out[:n], parts[0][1], size)
+    if len(parts) == 2:
+        y = y + parts[1][0] * _crop_each(out[n:], parts[1][1], size)
+    # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
 
 

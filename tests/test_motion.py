@@ -81,6 +81,9 @@ def test_a_batch_with_positions_is_each_frame_restored_on_its_own_phase():
         assert torch.equal(restore(net, x[:1], (64, 80), detail, positions=[(0.0, 0.0)]),
                            restore(net, x[:1], (64, 80), detail))
     assert not torch.allclose(alone[1], restore(net, x[1:2], (64, 80), 0.3)[0], atol=1e-3)
+    # above 1 PadCFG extrapolates from the fidelity branch, with frame positions as without them
+    assert torch.allclose(restore(net, x, (64, 80), 1.5, positions=positions)[:1],
+                          restore(net, x[:1], (64, 80), 1.5), atol=1e-5)
 
 
 def test_with_the_grid_following_a_pan_the_default_models_texture_moves_with_the_picture():
