@@ -21,6 +21,7 @@ so a resumed or distributed job gets the frames of a run without breaks).
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -92,6 +93,14 @@ def displacement(prev: np.ndarray, cur: np.ndarray, iters: int = 3) -> tuple[flo
     return float(d[0]), float(d[1])
 
 
+class Motion(NamedTuple):
+    """What `GridFollower.track` knows of one frame."""
+    position: tuple[float, float]          # where the grid sits, input pixels (y, x)
+    step: tuple[float, float] | None       # the content's displacement from the frame before, input
+                                           # pixels (y, x); None: not known (a cut, a weak match)
+    first: bool                            # no frame before it since the last reset
+
+
 class GridFollower:
     """Positions (y, x) in input pixels of consecutive frames' content, from the first frame
     after a reset: the x8 grid that follows them stays on the same part of the picture.
@@ -115,16 +124,21 @@ class GridFollower:
 
     def __call__(self, plane: np.ndarray) -> tuple[float, float]:
         """The position of the frame whose luma (or first) plane, H x W, is `plane`."""
+        return self.track(plane).position
+
+    def track(self, plane: np.ndarray) -> Motion:
+        """The frame's position, its displacement from the frame before and whether it is the first."""
         cur = central_window(plane, self.window)
-        if self.prev is not None:
+        first, step = self.prev is None, None
+        if not first:
             d = displacement(self.prev, cur)
             if d is not None:
+                step = tuple(v if abs(v) >= self.STILL else 0.0 for v in d)
                 for a in (0, 1):
-                    if abs(d[a]) >= self.STILL:
-                        self.pos[a] += d[a]
+                    self.pos[a] += step[a]
         self.prev = cur
         for a in (0, 1):
             at = self.pos[a] * self.scale[a]
             if abs(at - self.snapped[a]) > self.HOLD:
                 self.snapped[a] = round(at)
-        return self.snapped[0] / self.scale[0], self.snapped[1] / self.scale[1]
+        return Motion((self.snapped[0] / self.scale[0], self.snapped[1] / self.scale[1]), step, first)

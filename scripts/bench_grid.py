@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Engine time per frame with the x8 grid fixed and following the picture (GPU machine).
+"""Engine time per frame with the x8 grid fixed, following the picture, and following with the
+temporal filter (the CLI's defaults) (GPU machine).
 
 The video engine (CUDA streams, pinned buffers, bf16, the CLI's batch) on a synthetic 1080p
 yuv420p pan (2 input pixels a frame) to 2160p, the encoders left out (emit does nothing): what
 `--grid follow` adds is the motion estimate on the CPU before each batch and each frame padded on
-its own phase. Prints ms a frame for each grid, median of 3 timed passes after a warm-up pass.
+its own phase; the filter adds a bicubic warp, two local differences and a blend a frame on the
+GPU. Prints ms a frame for each setting, median of 3 timed passes after a warm-up pass.
 usage: python3 scripts/bench_grid.py [FRAMES] [BATCH]
 """
 import statistics
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from gendrpix_video import load_model
+from gendrpix_video.temporal import DEFAULT_STRENGTH
 from gendrpix_video.video.colour import layout
 from gendrpix_video.video.decode import Frame
 from gendrpix_video.video.engine import Engine, EngineConfig
@@ -32,10 +35,11 @@ frames = [Frame(t, t, [np.ascontiguousarray(pic[:, step * t:step * t + w]), chro
           for t in range(frames_n)]
 lay = layout("yuv420p")
 model = load_model(None, device="cuda")
-for grid in ("fixed", "follow"):
+for grid, temporal in (("fixed", 0.0), ("follow", 0.0), ("follow", DEFAULT_STRENGTH)):
+    torch.cuda.reset_peak_memory_stats()
     cfg = EngineConfig(in_layout=lay, in_size=(h, w), in_matrix=1, in_full=False, out_layout=layout("yuv420p10le"),
                        out_size=(2160, 3840), out_matrix=1, out_full=False, batch=batch, grid=grid,
-                       segment_frames=48)
+                       temporal=temporal, segment_frames=48)
     times = []
     for rep in range(4):
         eng = Engine(model, cfg, torch.device("cuda"))
@@ -46,5 +50,5 @@ for grid in ("fixed", "follow"):
         torch.cuda.synchronize()
         if rep:
             times.append((time.perf_counter() - t0) / frames_n * 1000)
-    print(f"grid {grid}: {statistics.median(times):.2f} ms a frame (passes {', '.join(f'{t:.2f}' for t in times)}), "
+    print(f"grid {grid}, temporal {temporal:g}: {statistics.median(times):.2f} ms a frame (passes {', '.join(f'{t:.2f}' for t in times)}), "
           f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)

@@ -23,12 +23,15 @@ REFERENCE = Path(__file__).resolve().parent / "data" / "reference_frames.npz"
 
 # (name, clip options, extra CLI flags): inside the scale range with the model's default detail,
 # and beyond it (the engine resizes around the model), 10-bit, one pass, each with the grid fixed
-# to the frame as the references were made; and the default grid, which follows the picture.
+# to the frame and no temporal filter, as the references were made; the grid following the
+# picture without the filter; and the defaults (the grid following, the filter on).
 CLI_CASES = [
-    ("cli_x2_default_detail", dict(pix_fmt="yuv420p"), ["--scale", "2", "--pix-fmt", "yuv420p", "--grid", "fixed"]),
+    ("cli_x2_default_detail", dict(pix_fmt="yuv420p"),
+     ["--scale", "2", "--pix-fmt", "yuv420p", "--grid", "fixed", "--temporal", "0"]),
     ("cli_x4.5_10bit_detail1", dict(pix_fmt="yuv420p10le", size=(32, 24)),
-     ["--scale", "4.5", "--pix-fmt", "yuv422p10le", "--detail", "1", "--grid", "fixed"]),
-    ("cli_x2_grid_follow", dict(pix_fmt="yuv420p"), ["--scale", "2", "--pix-fmt", "yuv420p"]),
+     ["--scale", "4.5", "--pix-fmt", "yuv422p10le", "--detail", "1", "--grid", "fixed", "--temporal", "0"]),
+    ("cli_x2_grid_follow", dict(pix_fmt="yuv420p"), ["--scale", "2", "--pix-fmt", "yuv420p", "--temporal", "0"]),
+    ("cli_x2_defaults", dict(pix_fmt="yuv420p"), ["--scale", "2", "--pix-fmt", "yuv420p"]),
 ]
 FILTER_CASES = [
     ("vs_h96_default_detail", dict(fmt="RGBS"), dict(height=96)),

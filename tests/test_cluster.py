@@ -289,11 +289,14 @@ def test_unreachable_cluster_is_one_line(work, tmp_path):
 
 def test_damage_named_as_one_process(cluster, work, tmp_path, capsys):
     """A clip with packets overwritten in the middle: the same frames and the same damaged time
-    ranges in the summary as one process (FFV1: frames compare whatever the segment bounds)."""
+    ranges in the summary as one process (FFV1: frames compare whatever the segment bounds).
+    Frames on their own (`--temporal 0`, `--grid fixed`): after the damage the workers' segments
+    count the frames the decoder dropped and one process's do not, and the grid and the temporal
+    filter start again at segment bounds, so with them the frames after the damage may differ."""
     root, preset, _, model = work
     clean = make_clip(tmp_path / "clean.mkv", codec="libx264", pts_ms=SHORT, options={"g": "12"})
     src = damage_clip(clean, tmp_path / "damaged.mkv")
-    flags = [*common(preset, model)[:-1], "--codec", "ffv1"]
+    flags = [*common(preset, model)[:-1], "--codec", "ffv1", "--temporal", "0", "--grid", "fixed"]
     code, one_out, err = run_upscale(capsys, src, "-o", tmp_path / "one.mkv", *flags)
     assert code == 0, err
     p = upscale(src, "-o", tmp_path / "farm.mkv", *flags, "--cluster", cluster.address)

@@ -110,3 +110,33 @@ def test_the_cuda_engine_follows_the_grid_as_the_cpu_engine_does():
     for t in (0, 4):
         assert np.abs(got["cuda"][t] - got["fixed"][t]).max() <= 1
     assert min(np.abs(got["cuda"][t] - got["fixed"][t]).mean() for t in (1, 2, 3, 5)) > 0.3
+
+
+def test_the_cuda_engine_filters_as_the_cpu_engine_does():
+    """The temporal filter on the CUDA engine (the compute stream, across batches): its frames as
+    the CPU engine's, and unlike the unfiltered frames after each segment's first."""
+    import dataclasses
+
+    import numpy as np
+    from gendrpix_video.video.colour import layout
+    from gendrpix_video.video.decode import Frame
+    from gendrpix_video.video.engine import Engine, EngineConfig
+    m_cpu, m_gpu = load_model(None, device="cpu"), load_model(None, device="cuda")
+    lay = layout("yuv444p")
+    rng = np.random.default_rng(1)
+    base = (rng.random((48, 72)) * 255).astype(np.uint8)
+    frames = [Frame(t, t, [np.ascontiguousarray(np.roll(base, t, 1)[:, :64])] * 3, None) for t in range(6)]
+    cfg = EngineConfig(in_layout=lay, in_size=(48, 64), in_matrix=1, in_full=False, out_layout=lay,
+                       out_size=(96, 128), out_matrix=1, out_full=False, batch=4, grid="follow", temporal=0.7,
+                       segment_frames=4)
+    got = {}
+    for name, model, dev, temporal in (("cpu", m_cpu, "cpu", 0.7), ("cuda", m_gpu, "cuda", 0.7),
+                                       ("off", m_gpu, "cuda", 0.0)):
+        out = []
+        Engine(model, dataclasses.replace(cfg, temporal=temporal), torch.device(dev)).run(
+            [frames[:4], frames[4:]], lambda f, planes: out.append(planes[0].astype(int)))
+        got[name] = out
+    assert max(np.abs(a - b).max() for a, b in zip(got["cpu"], got["cuda"])) <= 12
+    for t in (0, 4):
+        assert np.abs(got["cuda"][t] - got["off"][t]).max() <= 1
+    assert min(np.abs(got["cuda"][t] - got["off"][t]).mean() for t in (1, 2, 3, 5)) > 0.2

@@ -113,7 +113,7 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
                                     "--out", str(out2), "--max-steps", "2", "--eval-every", "1", "--snapshots",
                                     "--stage2-teacher-weight", "0.5", "--stage2-hr-weight", "1",
                                     "--stability-weight", "1", "--phase-weight", "1", "--temporal-weight", "1",
-                                    "--stage2-neg-target", "hr"]) == 0
+                                    "--pattern-weight", "2", "--stage2-neg-target", "hr"]) == 0
     assert json.loads((out2 / "state.json").read_text())["step"] == 2
     # Stage II keeps a snapshot at each eval (one, after 2 steps), a loadable model saying what made it.
     snaps = sorted((out2 / "snapshots").iterdir())
@@ -122,8 +122,8 @@ def test_two_stages_train_and_resume(photo_set, tmp_path):
     assert prov["stage"] == 2 and prov["steps"] == 2
     assert prov["losses"]["teacher"] == 0.5 and prov["losses"]["hr"] == 1.0 and prov["losses"]["stability"] == 1.0
     assert prov["losses"]["neg_target"] == "hr" and prov["phase_weight"] == 1.0
-    assert {"stability", "phase", "temporal"} <= set(json.loads((out2 / "state.json").read_text())["history"][0])
-    assert prov["temporal_weight"] == 1.0 and prov["temporal_grid"] == "follow"
+    assert {"stability", "phase", "temporal", "pattern"} <= set(json.loads((out2 / "state.json").read_text())["history"][0])
+    assert prov["temporal_weight"] == 1.0 and prov["temporal_grid"] == "follow" and prov["pattern_weight"] == 2.0
 
 
 def test_bank_mixes_clean_mild_video_and_full_batches_with_a_clean_teacher(photo_set):
@@ -316,3 +316,21 @@ def test_degradation_overrides_reach_the_bank_and_bad_ones_are_refused(photo_set
                         "--device", "cpu"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "noise_range takes LO,HI" in err and "Traceback" not in err
+
+
+def test_pattern_loss_costs_a_mesh_and_not_the_scene():
+    """The pattern loss is eval-real's pattern score as a loss: small for the target itself (its own
+    peaks over their neighbourhood's level), less for a blurred copy, several times more for a
+    mesh at one period added, and it passes a gradient."""
+    from gendrpix_video.training.losses import pattern_loss
+    torch.manual_seed(0)
+    hr = torch.nn.functional.interpolate(torch.rand(2, 3, 32, 32), size=(128, 128), mode="bicubic").clamp(0, 1)
+    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    mesh = (hr + 0.03 * torch.sin(2 * torch.pi * 0.15 * xx) * torch.sin(2 * torch.pi * 0.15 * yy)).clamp(0, 1)
+    blurred = torch.nn.functional.avg_pool2d(hr, 3, 1, 1, count_include_pad=False)
+    own = float(pattern_loss(hr, hr))
+    assert own < 0.01 and float(pattern_loss(blurred, hr)) <= own
+    y = mesh.clone().requires_grad_()
+    loss = pattern_loss(y, hr)
+    loss.backward()
+    assert float(loss) > 2 * own and float(y.grad.abs().sum()) > 0

@@ -19,6 +19,7 @@ PREFIX = "gendrpix-video: error: "
     ("--start", "-1", "between 0 and"),
     ("--batch", "0", "between 1 and 256"),
     ("--detail", "-0.5", "between 0 and 4"),
+    ("--temporal", "1", "between 0 and 0.95"),
     ("--crf", "64", "between 0 and 63"),
     ("--max-memory", "0", "more than 0 GiB"),
     ("--max-minutes", "0", "more than 0 minutes"),
@@ -76,7 +77,7 @@ def test_source_clean_changes_the_output_and_is_in_the_plan(clips, tiny_source_m
     assert code == 0, err
     code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "clean.mkv", "--source", "clean")
     assert code == 0, err
-    assert "source clean, grid follow, detail" in err        # the plan says it
+    assert "source clean, grid follow, temporal 0.7, detail" in err        # the plan says it
     a, b = decoded_frames(tmp_path / "any.mkv"), decoded_frames(tmp_path / "clean.mkv")
     assert len(a) == len(b) == 5
     assert not any(np.array_equal(x, y) for x, y in zip(a, b))  # the clean contexts differ

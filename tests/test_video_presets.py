@@ -18,6 +18,8 @@ def test_shipped_presets_are_valid_and_encodable():
     dlv = UpscaleSettings.from_preset("delivery")
     assert dlv.codec == "libx265" and dlv.pix_fmt == "yuv420p10le"
     assert UpscaleSettings.from_preset(None).height == 2160  # defaults aim at 2160p
+    # Clips run with the grid following the picture and the temporal filter on unless told.
+    assert (UpscaleSettings().grid, UpscaleSettings().temporal) == ("follow", 0.7)
 
 
 def test_unknown_key_and_bad_values_name_the_key(tmp_path):
@@ -25,7 +27,7 @@ def test_unknown_key_and_bad_values_name_the_key(tmp_path):
     for text, key in [("bogus: 1\n", "bogus"), ("crf: -3\n", "crf"), ("batch: 2.5\n", "batch"),
                       ("size: big\n", "size"), ("codec: mpeg2video\n", "codec"), ("options: 3\n", "options"),
                       ("container: avi\n", "container"), ("encoders: zero\n", "encoders"),
-                      ("source: dirty\n", "source"), ("grid: moving\n", "grid")]:
+                      ("source: dirty\n", "source"), ("grid: moving\n", "grid"), ("temporal: 1\n", "temporal")]:
         p.write_text(text)
         with pytest.raises(presets.PresetError, match=repr(key)):
             UpscaleSettings.from_preset(str(p))

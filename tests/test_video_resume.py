@@ -83,9 +83,12 @@ def test_resume_refuses_other_settings(clips, tiny_model, tmp_path, capsys, monk
     assert target.exists() and not (tmp_path / ".r.mkv.gendrpix").exists()
 
 
-def test_resume_keeps_the_source(clips, tmp_path):
-    """The source is part of the job's identity: a resume with another one is refused, naming it;
-    "any" adds no key, so a state without one resumes as before."""
+@pytest.mark.parametrize("key,unkeyed,keyed", [("source", "any", "clean"), ("grid", "fixed", "follow"),
+                                                ("temporal", 0.0, 0.7)])
+def test_resume_keeps_each_setting_that_changes_the_frames(clips, tmp_path, key, unkeyed, keyed):
+    """The source, the grid and the temporal filter are part of the job's identity: a resume with
+    another value is refused, naming the setting. The value that adds no key ("any", "fixed", 0)
+    is how states written before the setting existed were made, so they resume as before."""
     from gendrpix_video.video.errors import VideoError
     from gendrpix_video.video.job import Job, workdir_of
     from gendrpix_video.video.lock import JobLock
@@ -97,42 +100,14 @@ def test_resume_keeps_the_source(clips, tmp_path):
     target, info = tmp_path / "r.mkv", probe(src)
     s = UpscaleSettings.from_preset().override(codec="ffv1", pix_fmt="yuv420p", scale=2)
 
-    def params(source):
-        plan = plan_job(src, target, info, s.override(source=source), model_id="m", detail=1.0, device="cpu")
-        assert plan.engine.source == source
+    def params(value):
+        plan = plan_job(src, target, info, s.override(**{key: value}), model_id="m", detail=1.0, device="cpu")
+        assert getattr(plan.engine, key) == value and plan.engine.segment_frames == plan.segment_frames
         return plan.params
 
-    assert "source" not in params("any") and params("clean")["source"] == "clean"
+    assert key not in params(unkeyed) and params(keyed)[key] == keyed
     with JobLock(workdir_of(target), str(target)) as lock:
-        Job(target, params("clean"), lock).start(resume=False)
-        with pytest.raises(VideoError, match=r"cannot resume r.mkv: settings differ .*\(source\)"):
-            Job(target, params("any"), lock).start(resume=True)
-        Job(target, params("clean"), lock).start(resume=True)
-
-
-def test_resume_keeps_the_grid(clips, tmp_path):
-    """Following the picture or not is part of the job's identity; "fixed" adds no key (states
-    written before the grid could follow resume as fixed), "follow", the default, does."""
-    from gendrpix_video.video.errors import VideoError
-    from gendrpix_video.video.job import Job, workdir_of
-    from gendrpix_video.video.lock import JobLock
-    from gendrpix_video.video.pipeline import plan_job
-    from gendrpix_video.video.presets import UpscaleSettings
-    from gendrpix_video.video.probe import probe
-
-    src = clips("long.mkv", codec="ffv1", pix_fmt="yuv420p", pts_ms=PTS)
-    target, info = tmp_path / "g.mkv", probe(src)
-    s = UpscaleSettings.from_preset().override(codec="ffv1", pix_fmt="yuv420p", scale=2)
-    assert s.grid == "follow"
-
-    def params(grid):
-        plan = plan_job(src, target, info, s.override(grid=grid), model_id="m", detail=1.0, device="cpu")
-        assert plan.engine.grid == grid and plan.engine.segment_frames == plan.segment_frames
-        return plan.params
-
-    assert "grid" not in params("fixed") and params("follow")["grid"] == "follow"
-    with JobLock(workdir_of(target), str(target)) as lock:
-        Job(target, params("follow"), lock).start(resume=False)
-        with pytest.raises(VideoError, match=r"cannot resume g.mkv: settings differ .*\(grid\)"):
-            Job(target, params("fixed"), lock).start(resume=True)
-        Job(target, params("follow"), lock).start(resume=True)
+        Job(target, params(keyed), lock).start(resume=False)
+        with pytest.raises(VideoError, match=rf"cannot resume r.mkv: settings differ .*\({key}\)"):
+            Job(target, params(unkeyed), lock).start(resume=True)
+        Job(target, params(keyed), lock).start(resume=True)

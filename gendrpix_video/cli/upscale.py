@@ -18,6 +18,7 @@ import av
 
 from ..argparsing import OneLineParser
 from ..model import SOURCES
+from ..temporal import DEFAULT_STRENGTH
 from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
 from ..video.engine import GRIDS
@@ -74,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--grid", choices=GRIDS, metavar="follow|fixed",
                     help="follow (the default): the model's 8x8 patch grid moves with the picture, estimated "
                          "from frame to frame, so texture stays put in pans; fixed: the grid stays on the frame")
+    ap.add_argument("--temporal", type=float, metavar="S",
+                    help=f"temporal filter strength 0-0.95 (default {DEFAULT_STRENGTH:g}): each restored frame is "
+                         "blended with the previous one, moved with the picture, where the two agree, so the "
+                         "texture the model draws does not shimmer; moving subjects and cuts pass unchanged; "
+                         "0: every frame on its own")
     ap.add_argument("--codec", metavar="C", help="libx264, libx265, libsvtav1, prores_ks, ffv1, *_nvenc")
     ap.add_argument("--crf", type=float, metavar="Q", help="constant quality 0-63 of x264/x265/SVT-AV1/NVENC")
     ap.add_argument("--pix-fmt", metavar="F", help="output pixel format, e.g. yuv420p10le (default: the preset's)")
@@ -114,7 +120,7 @@ def settings_from(args) -> UpscaleSettings:
     """The preset, then the flags over it (validated as the preset's values are)."""
     return UpscaleSettings.from_preset(args.preset).override(
         "command line", codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, detail=args.detail,
-        source=args.source, grid=args.grid, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
+        source=args.source, grid=args.grid, temporal=args.temporal, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -165,7 +171,7 @@ def status_of(error: VideoError | None) -> str:
 
 def check_flags(args) -> None:
     """Every numeric flag against its range, zero included (one ArgError line naming each)."""
-    check_numbers(size=args.size, scale=args.scale, height=args.height, detail=args.detail, crf=args.crf,
+    check_numbers(size=args.size, scale=args.scale, height=args.height, detail=args.detail, temporal=args.temporal, crf=args.crf,
                   batch=args.batch, start=args.start, duration=args.duration, max_memory=args.max_memory,
                   max_minutes=args.max_minutes)
 

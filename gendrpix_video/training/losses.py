@@ -1,4 +1,5 @@
-"""Training losses: masked Fourier loss, RandPad, the G1-feature discriminator and perceptual term."""
+"""Training losses: masked Fourier loss, the pattern loss, RandPad, the G1-feature discriminator
+and perceptual term."""
 
 from __future__ import annotations
 
@@ -41,6 +42,36 @@ def masked_fourier_loss(y: torch.Tensor, target: torch.Tensor, radius: float = 2
     fy = torch.fft.fft2(y.float(), norm="ortho").abs()
     ft = torch.fft.fft2(target.float(), norm="ortho").abs()
     return (m * (fy - ft).abs()).sum() / (m.sum() * y.shape[0] * y.shape[1])
+
+
+@functools.lru_cache(maxsize=4)
+def _pattern_tables(h: int, w: int, device_str: str) -> tuple[torch.Tensor, torch.Tensor]:
+    win = (torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)[None, :])
+    fy, fx = torch.fft.fftfreq(h), torch.fft.fftfreq(w)
+    r = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt()
+    return win.to(device_str), ((r >= 0.08) & (r < 0.3)).float().to(device_str)
+
+
+def pattern_loss(y: torch.Tensor, target: torch.Tensor, factor: float = 4.0, smooth: int = 7) -> torch.Tensor:
+    """Texture the scene lacks: each crop's windowed luma power spectrum above `factor` x the
+    target's local level (a `smooth`-bin mean), between 0.08 and 0.3 cycles a pixel, over the
+    target's energy in that band, averaged over the crops: eval-real's pattern score made a loss.
+    Energy the scene has (its edges and texture, at their own frequencies) costs nothing; a mesh
+    drawn at one period, whose peaks stand far above the scene's level, does."""
+    h, w = y.shape[-2:]
+    win, band = _pattern_tables(h, w, str(y.device))
+    luma = lambda x: (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).float()  # noqa: E731
+
+    def power(x):
+        x = luma(x)
+        return torch.fft.fft2((x - x.mean((-2, -1), keepdim=True)) * win).abs() ** 2
+    with torch.no_grad():
+        g = power(target)
+        local = torch.fft.ifftshift(F.avg_pool2d(torch.fft.fftshift(g, dim=(-2, -1))[:, None], smooth, 1,
+                                                 smooth // 2, count_include_pad=False)[:, 0], dim=(-2, -1))
+        energy = (g * band).sum((-2, -1)).clamp(min=1e-6)
+    excess = (power(y) - factor * local).clamp(min=0) * band
+    return (excess.sum((-2, -1)) / energy).mean()
 
 
 def rand_pad(x: torch.Tensor, generator: torch.Generator | None = None, mode: str = "reflect") -> torch.Tensor:

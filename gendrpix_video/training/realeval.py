@@ -19,7 +19,9 @@ in 8-bit levels over flow-consistent pixels, the flow from the ground truth), an
 static-scene flicker index of `evaluate.py` (realistic chain, independent noise and JPEG per frame);
 both also relative to bicubic (`warp_x`, 1 = as steady as bicubic). Model rows also get
 `warp_follow` and `flicker_follow`: the same clips with the x8 grid following the content
-(`motion.GridFollower`, as the video pipeline's `--grid follow` runs a clip); the other columns
+(`motion.GridFollower`, as the video pipeline's `--grid follow` runs a clip), and `warp_video` and
+`flicker_video`: following, then the temporal filter (`temporal.TemporalFilter`, `--temporal`,
+the CLI's default strength unless told), as the CLI runs a clip by default; the other columns
 score single frames, where the grid is the seed's.
 
 Clean input at x2 and x3 as well (1080p and 720p to 2160p, the commonest upscales; the chains are
@@ -47,6 +49,7 @@ import torch.nn.functional as F
 from ..model import SOURCES
 from ..motion import GridFollower
 from ..padcfg import resize, restore
+from ..temporal import DEFAULT_STRENGTH, TemporalFilter, check_strength
 from ..policy import pick_device
 from ..argparsing import OneLineParser
 from .degrade import bicubic_down
@@ -134,14 +137,25 @@ def model_method(model, detail: float, device, seed: int = 0, source: str = "any
     return fn
 
 
-def run_clip(fn, lrs: torch.Tensor, size, follow: bool) -> torch.Tensor:
+def run_clip(fn, lrs: torch.Tensor, size, follow: bool, temporal: float = 0.0) -> torch.Tensor:
     """`fn` on the frames of a clip (T x 3 x h x w) one at a time; with `follow` and a method that
-    takes positions, the grid follows the content as the video pipeline's `--grid follow` does."""
+    takes positions, the grid follows the content as the video pipeline's `--grid follow` does,
+    and with `temporal` the frames then go through the temporal filter of that strength as the
+    pipeline's do (both on the frames' motion from `motion.GridFollower`)."""
     if not (follow and getattr(fn, "follows", False)):
         return torch.cat([fn(lrs[t:t + 1], size) for t in range(len(lrs))])
-    tracker = GridFollower(scale=(size[0] / lrs.shape[-2], size[1] / lrs.shape[-1]))
+    scale = (size[0] / lrs.shape[-2], size[1] / lrs.shape[-1])
+    tracker, steady = GridFollower(scale), TemporalFilter(temporal)
     luma = rgb_to_y(lrs).numpy()
-    return torch.cat([fn(lrs[t:t + 1], size, positions=[tracker(luma[t, 0])]) for t in range(len(lrs))])
+    out = []
+    for t in range(len(lrs)):
+        m = tracker.track(luma[t, 0])
+        y = fn(lrs[t:t + 1], size, positions=[m.position])
+        if temporal:
+            step = None if m.step is None else (m.step[0] * scale[0], m.step[1] * scale[1])
+            y = quantise(steady(y.float(), step))
+        out.append(y)
+    return torch.cat(out)
 
 
 def model_rows(methods: dict, name: str, model, details, device, sources) -> None:
@@ -219,7 +233,7 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 
 
 def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, keep=(0, 6),
-          log=log, metric_device="cpu", partial=None) -> dict:
+          log=log, metric_device="cpu", partial=None, video_temporal: float = DEFAULT_STRENGTH) -> dict:
     """Run every method on every crop and chain; returns the results dict (see module doc).
 
     SSIM in float64 costs about 0.85 s a 512-px crop on a busy CPU: on a GPU machine give it the
@@ -274,7 +288,8 @@ def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, 
                 "pattern": float(np.mean(d["pattern"]))}
     res["damaged"] = {m: {k: _avg([res["chains"][c][m][k] for c in DAMAGED])
                           for k in ("psnr_y", "ssim_y", "niqe", "lattice", "pattern")} for m in methods}
-    res["temporal"] = temporal(methods, data, static_frames, log)
+    res["temporal"] = temporal(methods, data, static_frames, log, video_temporal)
+    res["video_temporal"] = video_temporal
     res["clean_scales"] = clean_scales(methods, hrs, metric_device, log)
     res["seconds"] = round(time.time() - t0, 1)
     res["_kept"] = kept
@@ -309,8 +324,10 @@ def _avg(vals):
     return float(np.mean(vals)) if vals else None
 
 
-def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> dict:
-    """Flow-aligned error on the moving clips and the static-scene flicker index, per method."""
+def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log,
+             strength: float = DEFAULT_STRENGTH) -> dict:
+    """Flow-aligned error on the moving clips and the static-scene flicker index, per method;
+    `strength`: the temporal filter's in the `*_video` columns."""
     from .evaluate import static_clip
 
     out: dict = {m: {} for m in methods}
@@ -318,12 +335,12 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> 
     followers = [m for m, fn in methods.items() if getattr(fn, "follows", False)]
     if data.motion_lr is not None:
         for m, fn in methods.items():
-            for key, follow in (("warp", False), ("warp_follow", True)):
+            for key, follow, s in (("warp", False, 0.0), ("warp_follow", True, 0.0), ("warp_video", True, strength)):
                 if follow and m not in followers:
                     continue
                 errs = []
                 for c in range(len(data.motion_lr)):
-                    clip = run_clip(fn, to_float(data.motion_lr[c]), size, follow)
+                    clip = run_clip(fn, to_float(data.motion_lr[c]), size, follow, s)
                     errs.append(warp_error(clip, torch.from_numpy(data.motion_flow[c]),
                                            torch.from_numpy(data.motion_mask[c])))
                 out[m][key] = float(np.mean(errs))
@@ -336,7 +353,9 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log) -> 
         out[m]["flicker"] = flicker_index(clips[m], clips["bicubic"])
         if m in followers:  # a still shot: the grid should not move
             out[m]["flicker_follow"] = flicker_index(run_clip(methods[m], lrs, ssize, True), clips["bicubic"])
-        for key in ("warp", "warp_follow"):
+            out[m]["flicker_video"] = flicker_index(run_clip(methods[m], lrs, ssize, True, strength),
+                                                    clips["bicubic"])
+        for key in ("warp", "warp_follow", "warp_video"):
             if key in out[m]:
                 out[m][f"{key}_x"] = out[m][key] / out["bicubic"]["warp"]
     # The ground truth's own error under the same flow and mask: the floor a perfect restorer
@@ -390,17 +409,20 @@ def _f(v, nd=2):
 
 def markdown(res: dict) -> str:
     lines = ["| method | damaged Y-PSNR | NIQE | SSIM | lattice | pattern | clean Y-PSNR | warp (x bicubic) | "
-             "warp, grid following | flicker |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "warp, grid following | warp, video | flicker | flicker, video |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     gt_warp = res["temporal"].get("ground truth", {})
     if res.get("hr_niqe") is not None or gt_warp:
         lines.append(f"| ground truth | - | {_f(res.get('hr_niqe'))} | - | 1 | 0 | - | "
-                     f"{_f(gt_warp.get('warp'), 3)} ({_f(gt_warp.get('warp_x'))}) | - | - |")
+                     f"{_f(gt_warp.get('warp'), 3)} ({_f(gt_warp.get('warp_x'))}) | - | - | - | - |")
     for m in res["methods"]:
         d, t = res["damaged"][m], res["temporal"].get(m, {})
-        follow = (f"{_f(t['warp_follow'], 3)} ({_f(t.get('warp_follow_x'))})" if "warp_follow" in t else "-")
+        follow, video = (f"{_f(t[k], 3)} ({_f(t.get(k + '_x'))})" if k in t else "-"
+                         for k in ("warp_follow", "warp_video"))
         lines.append(f"| {m} | {_f(d['psnr_y'])} | {_f(d['niqe'])} | {_f(d['ssim_y'], 4)} | "
                      f"{_f(d['lattice'])} | {_f(d.get('pattern'), 3)} | {_f(res['chains']['clean'][m]['psnr_y'])} | "
-                     f"{_f(t.get('warp'), 3)} ({_f(t.get('warp_x'))}) | {follow} | {_f(t.get('flicker'), 3)} |")
+                     f"{_f(t.get('warp'), 3)} ({_f(t.get('warp_x'))}) | {follow} | {video} | "
+                     f"{_f(t.get('flicker'), 3)} | {_f(t.get('flicker_video'), 3)} |")
     lines += ["", "Per chain, Y-PSNR / NIQE / lattice:", "",
               "| method | " + " | ".join(CHAINS) + " |", "|---" * (len(CHAINS) + 1) + "|"]
     for m in res["methods"]:
@@ -530,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NIQE pristine model (see `gendrpix-video eval`); 'none' to skip")
     p.add_argument("--limit", type=int, help="first N crops")
     p.add_argument("--frames", type=int, default=8, help="frames of the static flicker clip")
+    p.add_argument("--temporal", type=float, default=DEFAULT_STRENGTH, metavar="S",
+                   help=f"the temporal filter's strength in the video columns (default {DEFAULT_STRENGTH:g}, "
+                        "the CLI's)")
     p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
     p.add_argument("--grid-model", help="the model columns of crops.png (row names, comma-separated); "
                                         "default: the model at its default detail")
@@ -548,6 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    try:
+        check_strength(a.temporal)
+    except ValueError as e:
+        print(f"gendrpix-video: error: eval-real --temporal: {e}", file=sys.stderr)
+        return 2
     if a.merge:
         try:
             res = merge([json.loads(Path(f).read_text()) for f in a.merge.split(",") if f])
@@ -607,7 +637,8 @@ def main(argv=None) -> int:
         log(f"wrote {out}/crops.png")
         return 0
     niqe = None if a.niqe_model == "none" else NiqePool(a.niqe_model, a.workers)
-    res = score(methods, data, niqe, a.frames, keep=keep, metric_device=dev, partial=out / "partial.json")
+    res = score(methods, data, niqe, a.frames, keep=keep, metric_device=dev, partial=out / "partial.json",
+                video_temporal=a.temporal)
     out.mkdir(parents=True, exist_ok=True)
     crop_grid(res, cols, out / "crops.png", to_float(data.hr))
     pd_plot(res, out / "pd.png")

@@ -40,7 +40,7 @@ from .dataset import PhotoBank
 from .ema import EMA
 from .degrade import (DegradeOptions, bicubic_down, degrade, degrade_first_order, degrade_video,
                       realistic_eval)
-from .losses import Discriminator, G1Features, masked_fourier_loss, perceptual_loss, rand_pad
+from .losses import Discriminator, G1Features, masked_fourier_loss, pattern_loss, perceptual_loss, rand_pad
 from .metrics import psnr_y
 from .plot import loss_curve_png
 
@@ -94,6 +94,9 @@ def build_parser():
                    help="Stage II's c_neg target: the Stage I output (g1, the paper's) or the ground "
                         "truth (hr: the fidelity branch keeps learning, e.g. new degradations)")
     p.add_argument("--fourier-weight", type=float, default=0.1)
+    p.add_argument("--pattern-weight", type=float, default=0.0,
+                   help="Stage II: the pattern loss (losses.pattern_loss: spectrum energy above 4x the HR's "
+                        "local level, the mesh of fixed-period texture) on the c_pos outputs against HR")
     p.add_argument("--neg-fraction", type=float, default=0.25, help="share of each batch that trains c_neg")
     p.add_argument("--clean-fraction", type=float, default=0.0,
                    help="share of bank batches made by plain bicubic downscaling (clean input stays sharp)")
@@ -462,6 +465,10 @@ def _train(args, group: distributed.Group) -> int:
             loss_pos = (args.stage2_teacher_weight * l_t + args.stage2_hr_weight * l_hr + args.adv_weight * adv
                         + args.perceptual_weight * l_p + args.fourier_weight * l_f)
             logs.update(adv=adv, perc=l_p)
+            if args.pattern_weight:
+                l_pat = pattern_loss(yp, hr[:npos])
+                loss_pos = loss_pos + args.pattern_weight * l_pat
+                logs["pattern"] = l_pat
         loss_neg = F.l1_loss(yn, target_neg) + args.fourier_weight * masked_fourier_loss(yn, target_neg) if n_neg else 0
         loss = loss_pos * (npos / args.batch) + loss_neg * (n_neg / args.batch)
         if args.stage == 2 and args.stability_weight:  # both terms span both branches
@@ -599,6 +606,8 @@ def provenance(args, state, group, gpu_seconds: float) -> dict:
     if args.temporal_weight:
         prov["temporal_weight"] = args.temporal_weight
         prov["temporal_grid"] = args.temporal_grid
+    if args.pattern_weight:
+        prov["pattern_weight"] = args.pattern_weight
     if args.balance_clean:
         prov["balance_clean"] = True
     if args.degrade:

@@ -1,5 +1,9 @@
 """The engine: batches of raw frames -> GPU -> RGB -> model -> YUV -> host, in order.
 
+With the grid following the picture or a temporal filter, a thread estimates each frame's motion
+(`motion.GridFollower`) one batch ahead; the filter (`temporal.TemporalFilter`) then runs on the
+restored frames in order on the compute stream.
+
 On CUDA three streams overlap the work of consecutive batches: a copy stream uploads batch k+1
 from pinned buffers while the compute stream converts colour and runs the model (bf16) on batch
 k, and a second copy stream brings batch k-1 back to pinned buffers, which an output thread
@@ -17,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..motion import GridFollower
+from ..motion import GridFollower, Motion
 from ..padcfg import restore_any_scale
+from ..temporal import TemporalFilter, check_strength
 from .colour import Layout, from_rgb, to_rgb
 from .decode import Frame
 
@@ -40,7 +45,8 @@ class EngineConfig:
     source: str = "any"            # model.SOURCES: "clean" for clean masters
     batch: int = 4
     grid: str = "fixed"            # "follow": the x8 grid moves with the picture (motion.py)
-    segment_frames: int = 0        # frames of a segment: the grid's positions start again at each
+    temporal: float = 0.0          # temporal filter strength (temporal.py); 0: frames on their own
+    segment_frames: int = 0        # frames of a segment: positions and the filter start again at each
 
 
 GRIDS = ("follow", "fixed")
@@ -51,13 +57,15 @@ class Engine:
         self.model, self.cfg, self.device = model, cfg, device
         if cfg.grid not in GRIDS:
             raise ValueError(f"grid must be one of {GRIDS}, got {cfg.grid!r}")
-        scale = (cfg.out_size[0] / cfg.in_size[0], cfg.out_size[1] / cfg.in_size[1])
-        self.follower = GridFollower(scale) if cfg.grid == "follow" else None
+        check_strength(cfg.temporal)
+        self.scale = (cfg.out_size[0] / cfg.in_size[0], cfg.out_size[1] / cfg.in_size[1])
+        self.follower = GridFollower(self.scale) if cfg.grid == "follow" or cfg.temporal else None
+        self.filter = TemporalFilter(cfg.temporal) if cfg.temporal else None
 
-    def positions(self, frames: list[Frame]) -> list[tuple[float, float]] | None:
-        """Where each frame's content sits (`motion.GridFollower`, on the CPU from the luma or first
-        plane), frames in order; None with a fixed grid. Every segment starts again at 0, so a
-        segment comes out the same from one process, a resumed job or a cluster worker."""
+    def motions(self, frames: list[Frame]) -> list[Motion] | None:
+        """Each frame's motion (`motion.GridFollower`, on the CPU from the luma or first plane),
+        frames in order; None when neither the grid nor a filter needs it. Every segment starts
+        again, so a segment comes out the same from one process, a resumed job or a cluster worker."""
         if self.follower is None:
             return None
         seg = self.cfg.segment_frames
@@ -65,17 +73,27 @@ class Engine:
         for f in frames:
             if seg and f.index % seg == 0:
                 self.follower.reset()
-            out.append(self.follower(f.planes[0]))
+            out.append(self.follower.track(f.planes[0]))
         return out
 
-    def compute(self, planes: list[torch.Tensor], positions=None) -> list[torch.Tensor]:
-        """Raw input planes on the device -> raw output planes on the device."""
+    def compute(self, planes: list[torch.Tensor], motions: list[Motion] | None = None) -> list[torch.Tensor]:
+        """Raw input planes on the device -> raw output planes on the device; `motions` from
+        `self.motions` of the same frames, in order (the filter keeps the last frame)."""
         c = self.cfg
         rgb = to_rgb(planes, c.in_layout, c.in_matrix, c.in_full)
+        positions = [m.position for m in motions] if motions and c.grid == "follow" else None
         # fp32 in and out: bf16 (8 mantissa bits) would band a 10-bit output.
         out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed, source=c.source,
                                 positions=positions)
+        if self.filter is not None and motions:
+            out = torch.stack([self._filtered(o, m) for o, m in zip(out, motions)])
         return from_rgb(out, c.out_layout, c.out_matrix, c.out_full)
+
+    def _filtered(self, frame: torch.Tensor, m: Motion) -> torch.Tensor:
+        if m.first:
+            self.filter.reset()
+        step = None if m.step is None else (m.step[0] * self.scale[0], m.step[1] * self.scale[1])
+        return self.filter(frame, step)
 
     def run(self, batches: Iterable[list[Frame]], emit: Emit) -> None:
         items = self._placed(batches)
@@ -88,16 +106,16 @@ class Engine:
             items.close()
 
     def _placed(self, batches: Iterable[list[Frame]]):
-        """(frames, positions) of each batch. With the grid following the picture, a thread
-        estimates the motion of the next batch (milliseconds a frame on the CPU) while this one is
-        handed to the model; the batches themselves are read on the caller's thread."""
+        """(frames, motions) of each batch. With the grid following the picture or a filter, a
+        thread estimates the motion of the next batch (milliseconds a frame on the CPU) while this
+        one is handed to the model; the batches themselves are read on the caller's thread."""
         if self.follower is None:
             yield from ((frames, None) for frames in batches)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="gendrpix-motion") as pool:
             pending = None
             for frames in batches:
-                nxt = (frames, pool.submit(self.positions, frames))  # one worker: frames in order
+                nxt = (frames, pool.submit(self.motions, frames))  # one worker: frames in order
                 if pending is not None:
                     yield pending[0], pending[1].result()
                 pending = nxt
@@ -106,10 +124,10 @@ class Engine:
 
     # -- CPU: plain and sequential ----------------------------------------------------------
     def _run_cpu(self, items, emit: Emit) -> None:
-        for frames, positions in items:
+        for frames, motions in items:
             planes = [torch.from_numpy(np.stack([f.planes[i] for f in frames])).to(self.device)
                       for i in range(3)]
-            outs = [p.cpu().numpy() for p in self.compute(planes, positions)]
+            outs = [p.cpu().numpy() for p in self.compute(planes, motions)]
             for j, f in enumerate(frames):
                 emit(f, [o[j] for o in outs])
 
@@ -156,7 +174,7 @@ class Engine:
         out = threading.Thread(target=output_thread, name="gendrpix-output", daemon=True)
         out.start()
         try:
-            for k, (frames, positions) in enumerate(items):
+            for k, (frames, motions) in enumerate(items):
                 slot = slots[k % depth]
                 while not slot.free.wait(0.1):
                     if failure:
@@ -174,7 +192,7 @@ class Engine:
                     slot.uploaded.record(up)
                 compute.wait_event(slot.uploaded)
                 with torch.cuda.stream(compute):
-                    planes = self.compute([d[:m] for d in slot.dev_in], positions)
+                    planes = self.compute([d[:m] for d in slot.dev_in], motions)
                     slot.computed.record(compute)
                 down.wait_event(slot.computed)
                 with torch.cuda.stream(down):

@@ -299,10 +299,13 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
     if s.grid != "fixed":
         # Likewise: states that lack the key were written with the grid fixed.
         params["grid"] = s.grid
+    if s.temporal:
+        # Likewise: states that lack the key were written with every frame on its own.
+        params["temporal"] = s.temporal
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
                        out_full=out_colour.full_range, detail=detail, seed=s.seed, source=s.source,
-                       batch=batch, grid=s.grid, segment_frames=seg_frames)
+                       batch=batch, grid=s.grid, temporal=s.temporal, segment_frames=seg_frames)
     return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
                    start, duration)
 
@@ -322,7 +325,8 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
                   passes=unet_passes(job.engine.detail),
                   in_frame_bytes=info.layout.frame_bytes(info.width, info.height),
                   out_frame_bytes=job.engine.out_layout.frame_bytes(W, H), decode_depth=max(8, 2 * job.batch),
-                  encode_frames=encode_frames or job.budget, encoders=encoders or job.workers)
+                  encode_frames=encode_frames or job.budget, encoders=encoders or job.workers,
+                  temporal=bool(job.engine.temporal))
     if max_minutes is None:
         max_minutes = CPU_MINUTES if device.type == "cpu" else None
     if max_minutes == float("inf"):
@@ -330,7 +334,7 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
     plan = make_plan(source=job.src, target=job.target, model=model, device=device,
                      model_name=model_name(model), detail=job.engine.detail, shape=shape,
                      frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes,
-                     source_kind=job.engine.source, grid=job.engine.grid)
+                     source_kind=job.engine.source, grid=job.engine.grid, temporal=job.engine.temporal)
     if per_device > 1 and plan.gpu_bytes is not None:
         plan.gpu_bytes *= per_device
     if parallel > 1:

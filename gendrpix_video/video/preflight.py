@@ -28,6 +28,7 @@ from .errors import VideoError
 
 GiB = 2**30
 BASE_BYTES = int(0.5 * GiB)           # the process itself: Python, torch, PyAV
+TEMPORAL_BYTES_PER_PIXEL = 64        # the temporal filter: kept and moved frame, grid, differences
 ENCODER_BYTES_PER_PIXEL = 48          # an encoder's lookahead and reference frames, per output pixel
 CPU_MINUTES = 15.0                    # a library caller's default limit on a CPU
 WARMUP_SIZE = (512, 512)              # the warm-up: under a second a call on a CPU, large enough that
@@ -77,6 +78,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     source_kind: str = "any"          # what the user says of the input (--source): model.SOURCES
     grid: str = "fixed"               # --grid: the x8 grid fixed to the frame or following the picture
+    temporal: float = 0.0             # --temporal: the temporal filter's strength (0: off)
 
     def lines(self) -> list[str]:
         """The plan as a few lines for a person."""
@@ -88,7 +90,8 @@ class Plan:
             mem += f", {fmt_bytes(self.gpu_bytes)} GPU memory"
         out = [f"plan: {self.source.name} -> {self.target.name}: {w}x{h} -> {W}x{H}, {frames}",
                f"  device {self.device_text}",
-               f"  model  {self.model}, source {self.source_kind}, grid {self.grid}, detail {self.detail:g} "
+               f"  model  {self.model}, source {self.source_kind}, grid {self.grid}, temporal {self.temporal:g}, "
+               f"detail {self.detail:g} "
                f"({self.passes} UNet pass{'es' if self.passes > 1 else ''} a frame), batch {self.batch}; {mem}"]
         if self.seconds is not None:
             out.append(f"  time   about {fmt_minutes(self.seconds)} for the model (measured warm-up)")
@@ -135,6 +138,7 @@ class Shape:
     encode_frames: int                # frames that may wait for the encoders
     encoders: int
     networks: int = 1                 # 2 when the source's network is built beside the model's
+    temporal: bool = False            # the temporal filter's previous frame and its working tensors
 
 
 def estimate(model, device: torch.device, s: Shape) -> Costs:
@@ -144,6 +148,8 @@ def estimate(model, device: torch.device, s: Shape) -> Costs:
     working = s.batch * s.passes * H * W * working_bytes_per_pixel(model.config, model.dtype, device)
     # The colour conversion's RGB in and out of the model, fp32.
     working += s.batch * 4 * 3 * (h * w + H * W)
+    if s.temporal:  # one frame at a time: the kept frame, the moved one, the luma differences (fp32)
+        working += TEMPORAL_BYTES_PER_PIXEL * H * W
     queues = s.decode_depth * s.in_frame_bytes + s.encode_frames * s.out_frame_bytes
     encoders = s.encoders * ENCODER_BYTES_PER_PIXEL * H * W
     if device.type == "cuda":
@@ -241,7 +247,8 @@ def _with(shape: Shape, **changes) -> Shape:
 
 def make_plan(*, source: Path, target: Path, model, device: torch.device, model_name: str, detail: float,
               shape: Shape, frames: int | None, max_memory_gib: float | None,
-              max_minutes: float | None, source_kind: str = "any", grid: str = "fixed") -> Plan:
+              max_minutes: float | None, source_kind: str = "any", grid: str = "fixed",
+              temporal: float = 0.0) -> Plan:
     """Estimate the job (measuring the model when a time limit applies or the job looks long)."""
     if source_kind in getattr(model, "source_deltas", {}):  # `GenDRPix.for_source` builds a second network
         shape = _with(shape, networks=2)
@@ -249,7 +256,8 @@ def make_plan(*, source: Path, target: Path, model, device: torch.device, model_
     plan = Plan(source=source, target=target, device=device, device_text=describe_device(device),
                 in_size=shape.in_size, out_size=shape.out_size, model=model_name, detail=detail,
                 passes=shape.passes, batch=shape.batch, frames=frames, host_bytes=costs.host,
-                gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind, grid=grid)
+                gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind, grid=grid,
+                temporal=temporal)
     if max_memory_gib is not None:
         plan.host_limit = int(max_memory_gib * GiB)
         plan.gpu_limit = int(max_memory_gib * GiB) if costs.gpu is not None else None

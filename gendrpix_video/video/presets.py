@@ -14,6 +14,7 @@ from ..model import SOURCES
 from ..policy import output_size as policy_output_size
 from .colour import layout
 from .encode import CODECS, supported_pix_fmts
+from ..temporal import DEFAULT_STRENGTH
 from .engine import GRIDS
 
 
@@ -66,6 +67,7 @@ RANGES: dict[str, Range] = {
     "width": Range(16, 16384, integer=True, unit="pixels"),   # of --size
     "scale": Range(0.25, 16),
     "detail": Range(0, 4),
+    "temporal": Range(0, 0.95),
     "seed": Range(0, 2**31 - 1, integer=True),
     "batch": Range(1, 256, integer=True),
     "encoders": Range(1, 64, integer=True),
@@ -133,6 +135,7 @@ SCHEMA = {
     "seed": _number("seed"),
     "source": _string(SOURCES),              # what the footage is: "any" (may be damaged) or "clean"
     "grid": _string(GRIDS),                  # "follow": the x8 grid moves with the picture; "fixed"
+    "temporal": _number("temporal"),         # temporal filter strength; 0: every frame on its own
     "batch": _number("batch"),
     "encoders": _encoders,                   # segment encoders running in parallel
     "segment_frames": _number("segment_frames"),
@@ -196,6 +199,7 @@ class UpscaleSettings:
     seed: int = 0
     source: str = "any"                # "clean": a clean master, sharpened with nothing removed
     grid: str = "follow"               # the model's x8 grid moves with the picture (steadier pans)
+    temporal: float = DEFAULT_STRENGTH  # frames blended with the previous where they agree (temporal.py)
     batch: int = 4
     encoders: int | str = "auto"       # segment encoders in parallel
     segment_frames: int = 48
