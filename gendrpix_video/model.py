@@ -26,6 +26,15 @@ DEFAULT_SCALE_RANGE = (1.0, 4.0)
 DEFAULT_DETAIL = 1.0
 
 
+def source_default_detail(metadata: dict | None, source: str, fallback: float) -> float:
+    """The detail a source's network runs at when none is given: its own, where the weights'
+    metadata gives one (`sources[SOURCE]["default_detail"]`), else `fallback` (the model's)."""
+    own = (metadata or {}).get("sources", {}).get(source, {})
+    if isinstance(own, dict) and own.get("default_detail") is not None:
+        return float(own["default_detail"])
+    return float(fallback)
+
+
 class GenDRPix(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -90,7 +99,8 @@ class GenDRPix(nn.Module):
         state = {k: v.detach().float().cpu() for k, v in self.state_dict().items()}
         with torch.no_grad():
             twin.load_state_dict({k: v + delta[k] if k in delta else v for k, v in state.items()})
-        twin.scale_range, twin.default_detail = self.scale_range, self.default_detail
+        twin.scale_range = self.scale_range
+        twin.default_detail = source_default_detail(self.metadata, source, self.default_detail)
         twin.metadata = {**self.metadata, "for_source": source}
         twin = twin.to(self.device, self.dtype).eval().requires_grad_(False)
         if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):

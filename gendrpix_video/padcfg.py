@@ -167,7 +167,7 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
         raise ValueError(f"size must be positive, got {size}")
     if positions is not None and len(positions) != frames.shape[0]:
         raise ValueError(f"positions: one (y, x) a frame, got {len(positions)} for {frames.shape[0]} frames")
-    detail = resolve_detail(model, detail)
+    detail = resolve_detail(model, detail, source)
     x = frames.to(model.device, non_blocking=True)
     # Resize in at least fp32 where the device has no fast half bicubic (CPU), then the model dtype.
     work = model.dtype if x.is_cuda else torch.float32

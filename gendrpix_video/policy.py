@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import DEFAULT_SCALE_RANGE
+from .model import DEFAULT_SCALE_RANGE, source_default_detail
 
 Size = tuple[int, int]  # (H, W)
 
@@ -54,8 +54,12 @@ def cuda_ready() -> None:
     torch.backends.cudnn.allow_tf32 = True
 
 
-def resolve_detail(model, detail: float | None) -> float:
-    return float(getattr(model, "default_detail", 1.0) if detail is None else detail)
+def resolve_detail(model, detail: float | None, source: str = "any") -> float:
+    """`detail`, or when None the model's default for `source`: a source's network may carry its
+    own (the weights' metadata `sources[SOURCE]["default_detail"]`), else `default_detail`."""
+    if detail is not None:
+        return float(detail)
+    return source_default_detail(getattr(model, "metadata", None), source, getattr(model, "default_detail", 1.0))
 
 
 def scale_range(model) -> tuple[float, float]:

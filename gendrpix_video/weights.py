@@ -199,6 +199,10 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
         sources = json.loads(meta.get("sources", "{}"))
         if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
             raise ValueError("sources must map a source to its description")
+        for src, v in sources.items():
+            d = v.get("default_detail")
+            if d is not None and not (isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 4):
+                raise ValueError(f"source {src}'s default_detail must be in [0, 4], got {d!r}")
     except ValueError as e:
         raise WeightsError(f"{path}: bad metadata: {e}") from None
     # A source's delta covers some of the network's tensors, each stored as `packed_shapes` says.

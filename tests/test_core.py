@@ -310,16 +310,20 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     assert path.stat().st_size <= 50 * 2**20  # the package budget for the embedded model
     m = load_model(None, device="cpu")
     prov = m.metadata["provenance"]
-    assert m.trained and m.config.name == "wide-scale" and m.default_detail == 0.25
-    assert [st["stage"] for st in prov["stages"]] == [1, 2, 2, 2, 2, 2] and prov["gpu_minutes"] > 0
+    assert m.trained and m.config.name == "wide-scale" and m.default_detail == 1.0
+    assert [st["stage"] for st in prov["stages"]] == [1, 2, 2, 2, 2, 2, 2] and prov["gpu_minutes"] > 0
     assert prov["stages"][-1]["video_fraction"] > 0  # its last stage saw codec degradations
+    assert prov["stages"][-1]["pattern_weight"] > 0  # and the pattern loss
+    # the clean source's network runs at its own default detail, as it was chosen
+    from gendrpix_video.policy import resolve_detail
+    assert resolve_detail(m, None, "clean") == 0.25 and m.for_source("clean")[0].default_detail == 0.25
     # clean sources get their own network: a run on clean batches alone, stored as a delta
     assert m.sources == ("any", "clean")
     assert all(st["clean_fraction"] == 1.0 for st in m.metadata["sources"]["clean"]["stages"])
     assert "Apache-2.0" in m.metadata["license"]
     assert main(["info"]) == 0
     printed = capsys.readouterr().out
-    assert "default detail 0.25" in printed and "sources any,clean" in printed
+    assert "default detail 1 " in printed and "sources any,clean" in printed
 
 
 def test_bench_flops_counts_a_wider_network_without_a_gpu(capsys):

@@ -180,6 +180,32 @@ def test_a_continued_clean_run_keeps_the_sources_stages(tmp_path, capsys):
     assert len(err) == 1 and "no stages for source 'clean'" in err[0]
 
 
+def test_rebase_keeps_another_files_clean_network_over_a_new_base(tmp_path, capsys):
+    """A new network for any source keeps the shipped clean network: --rebase stores that network
+    as a delta over the new base (within the 4-bit storage) with its stages."""
+    from gendrpix_video.training import source_delta
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    old = tmp_path / "old.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(old)]) == 0
+    new = tmp_path / "new.safetensors"
+    assert source_delta.main(["--base", str(from_p), "--rebase", str(old), "--out", str(new)]) == 0
+    m, o = (load_model(p, device="cpu", dtype=torch.float32) for p in (new, old))
+    x = torch.rand(1, 3, 13, 17)
+    want = restore(o, x, (52, 68), 0.25, source="clean")
+    any_net = restore(m, x, (52, 68), 0.25)
+    assert torch.allclose(any_net, restore(load_model(from_p, device="cpu", dtype=torch.float32), x, (52, 68), 0.25),
+                          atol=5e-3)
+    assert (restore(m, x, (52, 68), 0.25, source="clean") - want).abs().mean() < 0.35 * (any_net - want).abs().mean()
+    meta = m.metadata["sources"]["clean"]
+    assert meta["stages"] == o.metadata["sources"]["clean"]["stages"] and meta["rebased_from"] == str(old)
+    # --rebase from a file without a clean network, or with --from/--to too: one line, exit 2
+    assert source_delta.main(["--base", str(from_p), "--rebase", str(base_p), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "has no network for source 'clean'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        source_delta.main(["--base", str(from_p), "--rebase", str(old), "--from", str(from_p), "--to", str(to_p),
+                           "--out", str(tmp_path / "y.safetensors")])
+
+
 def test_a_damaged_source_delta_is_a_weights_error(tmp_path):
     from safetensors.torch import load_file, save_file
     from gendrpix_video.training import source_delta
@@ -217,3 +243,23 @@ def test_training_from_a_model_with_a_source_delta_drops_it(tmp_path):
                            "--batch", "4", "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu",
                            "--eval-every", "1000", "--max-steps", "1", "--out", str(out)]) == 0
     assert load_model(out / "model.safetensors", device="cpu").sources == ("any",)
+
+
+def test_a_source_network_keeps_its_own_default_detail(tmp_path):
+    """A clean network rebased over a base with another default detail runs at its own when none
+    is given: restore, the pipeline's plan and the twin all say so; a given detail still wins."""
+    from gendrpix_video.policy import resolve_detail
+    from gendrpix_video.training import source_delta
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    old = tmp_path / "old.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(old)]) == 0
+    one = save_weights(load_model(from_p, device="cpu", dtype=torch.float32), tmp_path / "one.safetensors",
+                       default_detail=1.0)
+    new = tmp_path / "new.safetensors"
+    assert source_delta.main(["--base", str(one), "--rebase", str(old), "--out", str(new)]) == 0
+    m = load_model(new, device="cpu", dtype=torch.float32)
+    assert (m.default_detail, resolve_detail(m, None, "clean"), resolve_detail(m, 0.5, "clean")) == (1.0, 0.25, 0.5)
+    assert m.for_source("clean")[0].default_detail == 0.25
+    x = torch.rand(1, 3, 13, 17)
+    assert torch.equal(restore(m, x, (52, 68), source="clean"), restore(m, x, (52, 68), 0.25, source="clean"))
+    assert torch.equal(restore(m, x, (52, 68)), restore(m, x, (52, 68), 1.0))

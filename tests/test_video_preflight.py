@@ -101,15 +101,15 @@ def test_time_over_the_limit_is_refused_with_a_smaller_job(clip, tiny_model, tmp
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's default limit")
 def test_readme_command_on_a_cpu_says_what_it_costs(tmp_path, capsys):
     """`upscale my_clip.mp4 -o my_clip_2160p.mkv` as the README writes it, on the shipped model:
-    a 5-second 360p clip to 2160p is far over a CPU's 15 minutes, so it is refused before any frame,
+    a 10-second 360p clip to 2160p is far over a CPU's 15 minutes, so it is refused before any frame,
     with the estimate and options that fit."""
     src = make_clip(tmp_path / "my_clip.mp4", codec="libx264", audio="aac", size=(640, 360),
-                    pts_ms=[i * 40 for i in range(125)])
+                    pts_ms=[i * 40 for i in range(250)])
     before = file_fingerprint(src)
     code, _, err = run_upscale(capsys, src, "-o", tmp_path / "my_clip_2160p.mkv")
     assert code == 1
     line = one_line(err)
-    assert "on CPU (no CUDA GPU found)" in line and "3840x2160" in line and "125 frames" in line
+    assert "on CPU (no CUDA GPU found)" in line and "3840x2160" in line and "250 frames" in line
     assert "15-minute limit (--max-minutes)" in line
     # Which option fits depends on this CPU's measured speed: one pass at full size on a fast one
     # (--detail 0), a lower --height as well on a slower one; either way, one that fits is named.

@@ -453,7 +453,7 @@ def gendrpix(
         num_streams=int(num_streams),
         out_size=(out_w, out_h),
         np_dtype=np.float16 if clip.format.id == vs.RGBH else np.float32,
-        detail=policy.resolve_detail(net, detail),
+        detail=policy.resolve_detail(net, detail, source),
         seed=int(seed),
         source=source,
         grid=grid,

@@ -100,7 +100,8 @@ class _File:
     damage: list[tuple[float, float]] = field(default_factory=list)
 
 
-def model_identity(name: str | os.PathLike | None, detail: float | None) -> tuple[str, str, float]:
+def model_identity(name: str | os.PathLike | None, detail: float | None,
+                   source: str = "any") -> tuple[str, str, float]:
     """(what workers load, model id for the manifest, detail) from the weights file's header: the
     driver never loads the weights itself."""
     try:
@@ -108,12 +109,12 @@ def model_identity(name: str | os.PathLike | None, detail: float | None) -> tupl
         meta = read_header(path).get("__metadata__", {})
     except (WeightsError, OSError) as e:
         raise VideoError(f"--model: {e}") from None
-    stand_in = SimpleNamespace(metadata={"source": str(path)},
+    stand_in = SimpleNamespace(metadata={"source": str(path), "sources": json.loads(meta.get("sources", "{}"))},
                                config=SimpleNamespace(name=meta.get("config_name", "?")),
                                default_detail=float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))))
     # A shipped name travels as a name: the package may sit at another path on another node.
     load = str(name) if (name is None or str(name) in shipped_models()) else str(Path(name).resolve())
-    return (None if name is None else load), model_id(stand_in), resolve_detail(stand_in, detail)
+    return (None if name is None else load), model_id(stand_in), resolve_detail(stand_in, detail, source)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -306,7 +307,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
     check_numbers(start=start, duration=duration, max_memory=max_memory, max_minutes=max_minutes)
     if device not in (None, "cpu", "cuda"):
         raise VideoError(f"--device {device}: a scale-out run takes cpu or cuda (Ray picks the GPU of each worker)")
-    load_name, mid, detail = model_identity(model, settings.detail)
+    load_name, mid, detail = model_identity(model, settings.detail, settings.source)
     t_start = time.monotonic()
     report = Report([])
     ray = connect(address, workers, device or ("cuda" if address is None else None))

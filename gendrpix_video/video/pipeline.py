@@ -414,7 +414,7 @@ def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, resul
     dev = torch.device(model.device)
     if dev.type == "cuda":
         cuda_ready()
-    detail = resolve_detail(model, s.detail)
+    detail = resolve_detail(model, s.detail, s.source)
     plan = plan_job(src, target, info, s, model_id=model_id(model), detail=detail, device=str(dev),
                     start=start, duration=duration)
     result.plan = preflight(plan, model, dev, max_memory=max_memory, max_minutes=max_minutes)

@@ -231,7 +231,7 @@ def check(plan: Plan, model, shape: Shape, aspect: float) -> None:
                                              if part >= 1 else "")
         raise PlanRefused(
             f"{where}: about {fmt_minutes(plan.seconds)} on {plan.device_text} for {plan.frames} frames at "
-            f"{W}x{H}, detail {plan.detail:g} ({plan.passes} UNet passes a frame), over the "
+            f"{W}x{H}, detail {plan.detail:g} ({plan.passes} UNet pass{'es' if plan.passes > 1 else ''} a frame), over the "
             f"{plan.minutes_limit:g}-minute limit (--max-minutes); {fix}or raise --max-minutes to run it")
 
 
