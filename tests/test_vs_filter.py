@@ -261,6 +261,37 @@ def test_grid_follow_moves_the_grid_with_the_picture_within_each_batch(model):
         assert np.array_equal(_planes(out.get_frame(n)), follow[n]), n
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_temporal_filters_each_batch_led_in_by_the_frames_before_it(model, batch_size):
+    """temporal=0.7: each batch is the core's restore and TemporalFilter over the two frames
+    before it (copies of frame 0 before the start) and the batch, those two dropped; any request
+    order gives the same frames, and it differs from the frame-by-frame output."""
+    from gendrpix_video import restore
+    from gendrpix_video.motion import GridFollower
+    from gendrpix_video.temporal import TemporalFilter
+
+    src = _pan()
+    kw = dict(scale=2, model=model, batch_size=batch_size, num_streams=2)
+    steady = [_planes(f) for f in gendrpix(src, temporal=0.7, **kw).frames()]
+    plain = [_planes(f) for f in gendrpix(src, **kw).frames()]
+    frames = np.stack([_planes(f) for f in src.frames()])
+    for k in range(0, 8, batch_size):
+        idx = [max(0, t) for t in range(k - 2, min(k + batch_size, 8))]
+        tracker, filt = GridFollower((2.0, 2.0)), TemporalFilter(0.7)
+        luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), frames[idx], axes=([0], [1]))
+        motions = [tracker.track(y) for y in luma]
+        ys = restore(model, torch.from_numpy(frames[idx]), size=(96, 128))
+        want = [filt(y, None if m.step is None else (m.step[0] * 2, m.step[1] * 2)).numpy()
+                for y, m in zip(ys, motions)][2:]
+        for j, w in enumerate(want):
+            np.testing.assert_allclose(steady[k + j], w, atol=1e-6)
+    np.testing.assert_allclose(steady[0], plain[0], atol=1e-6)   # before it, only copies of itself
+    assert all(not np.array_equal(steady[n], plain[n]) for n in range(2, 8))
+    out = gendrpix(src, temporal=0.7, **kw)
+    for n in (7, 2, 5, 0, 6, 1, 3, 4):
+        assert np.array_equal(_planes(out.get_frame(n)), steady[n]), n
+
+
 def test_seed_changes_output(model):
     src = _src(length=1)
     a = _planes(gendrpix(src, scale=2, model=model, seed=0).get_frame(0))
@@ -338,6 +369,8 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(source="dirty"), "source must be one of 'any', 'clean', got 'dirty'"),
         (dict(source=None), "source must be one of 'any', 'clean', got None"),
         (dict(grid="moving"), "grid must be 'fixed' or 'follow', got 'moving'"),
+        (dict(temporal=1.0), "temporal must be a number between 0 and 0.95, got 1.0"),
+        (dict(temporal="strong"), "temporal must be a number between 0 and 0.95, got 'strong'"),
         (dict(source="clean"), r"source='clean': model of config tiny has no network for clean sources "
                                r"\(it has: any\); use source='any'"),
     ],

@@ -26,6 +26,11 @@ Design notes
   straight from the GPU into the VapourSynth frame.
 * PadCFG offsets come from ``seed`` and are identical for every batch; with ``grid="follow"`` they
   move with the picture from a batch's first frame (batch-local, so random access holds).
+* ``temporal > 0``: the core's temporal filter (``gendrpix_video.temporal``) over each batch, led in
+  by the ``LEAD`` frames before it (restored too and dropped; copies of frame 0 before the clip's
+  start), so a batch's first frame is blended like the others and random access still holds; the
+  grid, when it follows, follows from the first lead-in frame. It costs ``LEAD / batch_size`` more
+  network work.
 * Device, dtype, CUDA flags, detail and the scale range follow the core's inference policy
   (``gendrpix_video.policy``), as the CLI does.  Two differences, on purpose: the default size is
   2x (a script has no 2160p delivery target), and a scale outside the model's range is refused
@@ -52,10 +57,12 @@ from gendrpix_video import WeightsError, list_models, load_model, restore
 from gendrpix_video import policy
 from gendrpix_video.model import SOURCES
 from gendrpix_video.motion import GridFollower
+from gendrpix_video.temporal import TemporalFilter, check_strength
 
 __all__ = ["gendrpix"]
 
 _NAME = "gendrpix"
+LEAD = 2  # frames restored before each batch to start the temporal filter (dropped)
 
 _DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
@@ -235,6 +242,7 @@ class _Runner:
         seed: int,
         source: str,
         grid: str = "fixed",
+        temporal: float = 0.0,
     ) -> None:
         self.model = model
         self.device = torch.device(model.device)
@@ -248,6 +256,8 @@ class _Runner:
         self.seed = int(seed)
         self.source = source
         self.grid = grid
+        self.temporal = float(temporal)
+        self.lead = LEAD if self.temporal else 0
 
         # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
         # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
@@ -264,7 +274,8 @@ class _Runner:
 
     # -- device work (called by the one thread that owns a batch) --
     def _run_batch(self, k: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
-        """Batch k: count x 3 x H x W in the clip's dtype, on the model's device (finished when returned)."""
+        """Batch k: count x 3 x H x W in the clip's dtype, on the model's device (finished when
+        returned); with the temporal filter `frames` starts with the lead-in, which is dropped."""
         count = len(frames)
         h, w = frames[0].height, frames[0].width
         # frames -> (pinned) host tensor here, in the VapourSynth thread that owns the batch
@@ -273,24 +284,24 @@ class _Runner:
         for i, f in enumerate(frames):
             for p in range(3):
                 np.copyto(view[i, p], np.asarray(f[p]))
-        positions = self._positions(view) if self.grid == "follow" else None
+        motions = self._motions(view) if self.grid == "follow" or self.temporal else None
         # the network on a worker thread; waiting on the future releases the GIL
-        return self.workers[k % len(self.workers)].submit(self._device_work, host_in, positions).result()
+        return self.workers[k % len(self.workers)].submit(self._device_work, host_in, motions).result()
 
-    def _positions(self, rgb: np.ndarray) -> list[tuple[float, float]]:
-        """Where each frame of a batch sits from the batch's first frame (`motion.GridFollower`
-        on the luma): the grid follows the picture within the batch and starts again at the next,
-        so a frame comes out the same whichever order frames are asked for."""
+    def _motions(self, rgb: np.ndarray):
+        """Each frame's motion from the batch's first frame (`motion.GridFollower` on the luma):
+        the grid follows the picture within the batch and starts again at the next, so a frame
+        comes out the same whichever order frames are asked for."""
         follower = GridFollower((self.out_h / rgb.shape[2], self.out_w / rgb.shape[3]))
         luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), rgb.astype(np.float32), axes=([0], [1]))
-        return [follower(y) for y in luma]
+        return [follower.track(y) for y in luma]
 
-    def _device_work(self, host_in: torch.Tensor, positions=None) -> torch.Tensor:
+    def _device_work(self, host_in: torch.Tensor, motions=None) -> torch.Tensor:
         with torch.inference_mode():
             if not self.cuda:
-                return self._infer(host_in, positions)
+                return self._infer(host_in, motions)
             with self._own_stream() as stream:
-                out = self._infer(host_in.to(self.device, non_blocking=True), positions)
+                out = self._infer(host_in.to(self.device, non_blocking=True), motions)
                 stream.synchronize()  # releases the GIL while the GPU works
             return out
 
@@ -318,14 +329,24 @@ class _Runner:
             for p in range(3):
                 torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
-    def _infer(self, x: torch.Tensor, positions=None) -> torch.Tensor:
+    def _infer(self, x: torch.Tensor, motions=None) -> torch.Tensor:
         # restore() works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
-        return restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
-                       detail=self.detail, seed=self.seed, source=self.source, positions=positions)
+        positions = [m.position for m in motions] if motions and self.grid == "follow" else None
+        y = restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
+                    detail=self.detail, seed=self.seed, source=self.source, positions=positions)
+        if not self.temporal:
+            return y
+        steady, scale = TemporalFilter(self.temporal), (self.out_h / x.shape[2], self.out_w / x.shape[3])
+        out = []
+        for frame, m in zip(y, motions):
+            step = None if m.step is None else (m.step[0] * scale[0], m.step[1] * scale[1])
+            out.append(steady(frame.float(), step).to(y.dtype))
+        return torch.stack(out[self.lead:])
 
     # -- cache --
     def get(self, n: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
-        """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's batch."""
+        """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's batch (after
+        the lead-in's, with the temporal filter)."""
         k, j = divmod(n, self.batch_size)
         with self.lock:
             entry = self.cache.get(k)
@@ -339,7 +360,8 @@ class _Runner:
                 self.cache.move_to_end(k)
         if owner:
             try:
-                entry.result = self._run_batch(k, frames[: min(self.batch_size, self.num_frames - k * self.batch_size)])
+                entry.result = self._run_batch(
+                    k, frames[: self.lead + min(self.batch_size, self.num_frames - k * self.batch_size)])
             except BaseException as e:  # noqa: BLE001 - handed to waiting threads
                 entry.error = e
                 with self.lock:
@@ -393,6 +415,7 @@ def gendrpix(
     dtype: Any = None,
     source: str = "any",
     grid: str = "fixed",
+    temporal: float = 0.0,
 ) -> vs.VideoNode:
     """Restore / upscale a clip with GenDR-Pix.
 
@@ -419,6 +442,11 @@ def gendrpix(
                          grid moves with the picture (camera motion estimated frame to frame), so
                          texture stays on the objects in pans; it starts again at each batch, so a
                          larger ``batch_size`` follows longer runs.
+    :param temporal:     0 (every frame on its own, the default) or the temporal filter's strength, up
+                         to 0.95 (the CLI's default is 0.7): each restored frame is blended with the
+                         one before, moved with the picture, where the two agree, so the texture the
+                         model draws does not shimmer; within each batch, led in by the two frames
+                         before it (restored and dropped: ``2 / batch_size`` more work).
     """
     clip = _check_clip(clip)
     out_w, out_h = _output_size(clip.width, clip.height, scale, width, height)
@@ -435,6 +463,12 @@ def gendrpix(
         raise _err(f"source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
     if not isinstance(grid, str) or grid not in ("fixed", "follow"):
         raise _err(f"grid must be 'fixed' or 'follow', got {grid!r}")
+    if not _is_real(temporal) or not math.isfinite(temporal):
+        raise _err(f"temporal must be a number between 0 and 0.95, got {temporal!r}")
+    try:
+        check_strength(temporal)
+    except ValueError:
+        raise _err(f"temporal must be a number between 0 and 0.95, got {temporal!r}") from None
 
     net = _get_model(model, device_index, dtype)
     _check_source(net, source)
@@ -457,6 +491,7 @@ def gendrpix(
         seed=int(seed),
         source=source,
         grid=grid,
+        temporal=float(temporal),
     )
     sar_factor = Fraction(clip.width * out_h, out_w * clip.height)
 
@@ -473,6 +508,12 @@ def gendrpix(
             core.std.SelectEvery(src, cycle=batch_size, offsets=[j] * batch_size, modify_duration=False)
             for j in range(batch_size)
         ]
+    if runner.lead:
+        # lead-in slot i: frame n -> source frame (n // B) * B - lead + i (frame 0 before the start)
+        early = src[0] * runner.lead + src
+        slots = [early[i:] if batch_size == 1 else
+                 core.std.SelectEvery(early[i:], cycle=batch_size, offsets=[0] * batch_size, modify_duration=False)
+                 for i in range(runner.lead)] + slots
     blank = core.std.BlankClip(src, width=out_w, height=out_h, keep=True)
 
     def _process(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
@@ -480,7 +521,7 @@ def gendrpix(
         result = runner.get(n, batch)
         fout = f[0].copy()
         runner.write(result, fout)
-        _copy_props(fout, batch[n % batch_size], sar_factor)
+        _copy_props(fout, batch[runner.lead + n % batch_size], sar_factor)
         return fout
 
     # One std.ModifyFrame instance runs its Python callbacks one at a time, so a fresh instance is
