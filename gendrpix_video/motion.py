@@ -100,6 +100,10 @@ class Motion(NamedTuple):
                                            # pixels (y, x); None: not known (a cut, a weak match)
     first: bool                            # no frame before it since the last reset
 
+    def step_out(self, scale: tuple[float, float]) -> tuple[float, float] | None:
+        """The step in output pixels (`scale`: output over input pixels, per axis), or None."""
+        return None if self.step is None else (self.step[0] * scale[0], self.step[1] * scale[1])
+
 
 class GridFollower:
     """Positions (y, x) in input pixels of consecutive frames' content, from the first frame

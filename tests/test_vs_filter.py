@@ -281,7 +281,7 @@ def test_temporal_filters_each_batch_led_in_by_the_frames_before_it(model, batch
         luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), frames[idx], axes=([0], [1]))
         motions = [tracker.track(y) for y in luma]
         ys = restore(model, torch.from_numpy(frames[idx]), size=(96, 128))
-        want = [filt(y, None if m.step is None else (m.step[0] * 2, m.step[1] * 2)).numpy()
+        want = [filt(y, m.step_out((2.0, 2.0))).numpy()
                 for y, m in zip(ys, motions)][2:]
         for j, w in enumerate(want):
             np.testing.assert_allclose(steady[k + j], w, atol=1e-6)

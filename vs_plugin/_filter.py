@@ -339,8 +339,7 @@ class _Runner:
         steady, scale = TemporalFilter(self.temporal), (self.out_h / x.shape[2], self.out_w / x.shape[3])
         out = []
         for frame, m in zip(y, motions):
-            step = None if m.step is None else (m.step[0] * scale[0], m.step[1] * scale[1])
-            out.append(steady(frame.float(), step).to(y.dtype))
+            out.append(steady(frame.float(), m.step_out(scale)).to(y.dtype))
         return torch.stack(out[self.lead:])
 
     # -- cache --

@@ -152,8 +152,7 @@ def run_clip(fn, lrs: torch.Tensor, size, follow: bool, temporal: float = 0.0) -
         m = tracker.track(luma[t, 0])
         y = fn(lrs[t:t + 1], size, positions=[m.position])
         if temporal:
-            step = None if m.step is None else (m.step[0] * scale[0], m.step[1] * scale[1])
-            y = quantise(steady(y.float(), step))
+            y = quantise(steady(y.float(), m.step_out(scale)))
         out.append(y)
     return torch.cat(out)
 

@@ -92,8 +92,7 @@ class Engine:
     def _filtered(self, frame: torch.Tensor, m: Motion) -> torch.Tensor:
         if m.first:
             self.filter.reset()
-        step = None if m.step is None else (m.step[0] * self.scale[0], m.step[1] * self.scale[1])
-        return self.filter(frame, step)
+        return self.filter(frame, m.step_out(self.scale))
 
     def run(self, batches: Iterable[list[Frame]], emit: Emit) -> None:
         items = self._placed(batches)
