@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ class ModelInfo:
     default_detail: float
     size_bytes: int
     sources: tuple[str, ...] = ("any",)
+    source_details: dict[str, float] = field(default_factory=dict)  # sources with a default of their own
 
 
 def shipped_models() -> dict[str, Path]:
@@ -40,9 +41,11 @@ def list_models(pattern: str = "*") -> list[ModelInfo]:
         if not fnmatch.fnmatch(name, pattern):
             continue
         meta = read_header(path).get("__metadata__", {})
+        own = {s: float(v["default_detail"]) for s, v in json.loads(meta.get("sources", "{}")).items()
+               if isinstance(v, dict) and v.get("default_detail") is not None}
         out.append(ModelInfo(name, path, meta.get("config_name", "?"),
                              float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))),
-                             path.stat().st_size, model_sources(meta)))
+                             path.stat().st_size, model_sources(meta), own))
     return out
 
 

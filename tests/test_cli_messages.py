@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,3 +177,16 @@ def test_setup_is_quiet_once_installed(tmp_path):
 def test_setup_keeps_vapoursynth_config_in_the_venv():
     text = (ROOT / "scripts" / "setup.sh").read_text()
     assert 'XDG_CONFIG_HOME="$venv/config"' in text and "setting up" in text and "setup.log" in text
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    """`gendrpix-video info | head -1`: the rest of the output meets a closed pipe; the command
+    stops quietly, with no traceback on stderr."""
+    code = "import sys; from gendrpix_video.cli import main; sys.exit(main(['info']))"
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert p.stdout.readline().startswith("shipped models")
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

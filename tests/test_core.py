@@ -317,13 +317,15 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     # the clean source's network runs at its own default detail, as it was chosen
     from gendrpix_video.policy import resolve_detail
     assert resolve_detail(m, None, "clean") == 0.25 and m.for_source("clean")[0].default_detail == 0.25
+    from gendrpix_video.loading import list_models
+    assert list_models("default")[0].source_details == {"clean": 0.25}
     # clean sources get their own network: a run on clean batches alone, stored as a delta
     assert m.sources == ("any", "clean")
     assert all(st["clean_fraction"] == 1.0 for st in m.metadata["sources"]["clean"]["stages"])
     assert "Apache-2.0" in m.metadata["license"]
     assert main(["info"]) == 0
     printed = capsys.readouterr().out
-    assert "default detail 1 " in printed and "sources any,clean" in printed
+    assert "default detail 1 (clean 0.25)  sources any,clean" in printed
 
 
 def test_bench_flops_counts_a_wider_network_without_a_gpu(capsys):

@@ -50,8 +50,9 @@ def info(argv: list[str]) -> int:
 
     print("shipped models:")
     for m in list_models():
+        own = "".join(f" ({s} {d:g})" for s, d in m.source_details.items())
         print(f"  {m.name:10} {m.config:6} {m.size_bytes / 2**20:6.1f} MiB  "
-              f"default detail {m.default_detail:<5g}  sources {','.join(m.sources)}  {m.path}")
+              f"default detail {m.default_detail:g}{own}  sources {','.join(m.sources)}  {m.path}")
     print("configs:")
     for name, cfg in CONFIGS.items():
         n = count_parameters(build_model(name, device="meta"))
@@ -60,6 +61,16 @@ def info(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of stdout went away (`gendrpix-video info | head`): stop without a traceback,
+        # and point stdout at devnull so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stdout if argv else sys.stderr)
