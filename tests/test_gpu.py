@@ -82,28 +82,35 @@ def test_frames_on_their_own_grid_phases_run_on_cuda_as_on_the_cpu(weights):
         assert (a - b.cpu()).abs().max() < 0.03
 
 
-def test_the_cuda_engine_follows_the_grid_as_the_cpu_engine_does():
-    """The CUDA engine (streams, pinned buffers) with --grid follow: its frames as the CPU engine's."""
+def _engine_runs(seed: int, runs, **cfg_kw) -> dict:
+    """A one-pixel-a-frame pan (6 frames, segments of 4) through the engine: {name: first planes}
+    for each (name, device, EngineConfig changes) of `runs`, the shipped default on each device."""
     import dataclasses
 
     import numpy as np
     from gendrpix_video.video.colour import layout
     from gendrpix_video.video.decode import Frame
     from gendrpix_video.video.engine import Engine, EngineConfig
-    m_cpu, m_gpu = load_model(None, device="cpu"), load_model(None, device="cuda")
+    models = {d: load_model(None, device=d) for d in {dev for _, dev, _ in runs}}
     lay = layout("yuv444p")
-    rng = np.random.default_rng(0)
-    base = (rng.random((48, 72)) * 255).astype(np.uint8)
+    base = (np.random.default_rng(seed).random((48, 72)) * 255).astype(np.uint8)
     frames = [Frame(t, t, [np.ascontiguousarray(np.roll(base, t, 1)[:, :64])] * 3, None) for t in range(6)]
     cfg = EngineConfig(in_layout=lay, in_size=(48, 64), in_matrix=1, in_full=False, out_layout=lay,
-                       out_size=(96, 128), out_matrix=1, out_full=False, batch=4, grid="follow", segment_frames=4)
+                       out_size=(96, 128), out_matrix=1, out_full=False, batch=4, segment_frames=4, **cfg_kw)
     got = {}
-    for name, model, dev, grid in (("cpu", m_cpu, "cpu", "follow"), ("cuda", m_gpu, "cuda", "follow"),
-                                   ("fixed", m_gpu, "cuda", "fixed")):
+    for name, dev, change in runs:
         out = []
-        Engine(model, dataclasses.replace(cfg, grid=grid), torch.device(dev)).run(
+        Engine(models[dev], dataclasses.replace(cfg, **change), torch.device(dev)).run(
             [frames[:4], frames[4:]], lambda f, planes: out.append(planes[0].astype(int)))
         got[name] = out
+    return got
+
+
+def test_the_cuda_engine_follows_the_grid_as_the_cpu_engine_does():
+    """The CUDA engine (streams, pinned buffers) with --grid follow: its frames as the CPU engine's."""
+    import numpy as np
+    got = _engine_runs(0, [("cpu", "cpu", {}), ("cuda", "cuda", {}), ("fixed", "cuda", {"grid": "fixed"})],
+                       grid="follow")
     assert len(got["cuda"]) == 6
     assert max(np.abs(a - b).max() for a, b in zip(got["cpu"], got["cuda"])) <= 12
     # the first frame of each segment sits at 0 either way; the moved ones are restored elsewhere
@@ -115,27 +122,9 @@ def test_the_cuda_engine_follows_the_grid_as_the_cpu_engine_does():
 def test_the_cuda_engine_filters_as_the_cpu_engine_does():
     """The temporal filter on the CUDA engine (the compute stream, across batches): its frames as
     the CPU engine's, and unlike the unfiltered frames after each segment's first."""
-    import dataclasses
-
     import numpy as np
-    from gendrpix_video.video.colour import layout
-    from gendrpix_video.video.decode import Frame
-    from gendrpix_video.video.engine import Engine, EngineConfig
-    m_cpu, m_gpu = load_model(None, device="cpu"), load_model(None, device="cuda")
-    lay = layout("yuv444p")
-    rng = np.random.default_rng(1)
-    base = (rng.random((48, 72)) * 255).astype(np.uint8)
-    frames = [Frame(t, t, [np.ascontiguousarray(np.roll(base, t, 1)[:, :64])] * 3, None) for t in range(6)]
-    cfg = EngineConfig(in_layout=lay, in_size=(48, 64), in_matrix=1, in_full=False, out_layout=lay,
-                       out_size=(96, 128), out_matrix=1, out_full=False, batch=4, grid="follow", temporal=0.7,
-                       segment_frames=4)
-    got = {}
-    for name, model, dev, temporal in (("cpu", m_cpu, "cpu", 0.7), ("cuda", m_gpu, "cuda", 0.7),
-                                       ("off", m_gpu, "cuda", 0.0)):
-        out = []
-        Engine(model, dataclasses.replace(cfg, temporal=temporal), torch.device(dev)).run(
-            [frames[:4], frames[4:]], lambda f, planes: out.append(planes[0].astype(int)))
-        got[name] = out
+    got = _engine_runs(1, [("cpu", "cpu", {}), ("cuda", "cuda", {}), ("off", "cuda", {"temporal": 0.0})],
+                       grid="follow", temporal=0.7)
     assert max(np.abs(a - b).max() for a, b in zip(got["cpu"], got["cuda"])) <= 12
     for t in (0, 4):
         assert np.abs(got["cuda"][t] - got["off"][t]).max() <= 1

@@ -154,16 +154,10 @@ def test_each_segment_starts_the_grid_again_so_workers_and_one_process_agree():
     cfg = EngineConfig(in_layout=lay, in_size=(40, 56), in_matrix=1, in_full=False, out_layout=lay,
                        out_size=(80, 112), out_matrix=1, out_full=False, batch=2, grid="follow", segment_frames=3)
 
-    def run(engine, batches):
-        out = []
-        engine.run(batches, lambda f, planes: out.append(planes[0].copy()))
-        return out
+    from video_fixtures import engine_planes, segments_as_one
     dev = torch.device("cpu")
-    whole = run(Engine(net, cfg, dev), [frames[0:2], frames[2:3], frames[3:5], frames[5:6]])
-    parts = run(Engine(net, cfg, dev), [frames[0:2], frames[2:3]]) + run(Engine(net, cfg, dev), [frames[3:5], frames[5:6]])
-    assert all(np.array_equal(a, b) for a, b in zip(whole, parts))
-    fixed = run(Engine(net, dataclasses.replace(cfg, grid="fixed"), dev), [frames[0:2], frames[2:3], frames[3:5],
-                                                                          frames[5:6]])
+    whole = segments_as_one(lambda: Engine(net, cfg, dev), frames)
+    fixed = engine_planes(Engine(net, dataclasses.replace(cfg, grid="fixed"), dev), [frames[0:3], frames[3:6]])
     assert np.array_equal(whole[3], fixed[3]) and not np.array_equal(whole[4], fixed[4])
 
 

@@ -122,16 +122,10 @@ def test_engine_filters_across_batches_and_starts_again_at_each_segment():
                        out_size=(80, 112), out_matrix=1, out_full=False, batch=2, grid="fixed", temporal=0.7,
                        segment_frames=3)
 
-    def run(engine, batches):
-        out = []
-        engine.run(batches, lambda f, planes: out.append(planes[0].copy()))
-        return out
+    from video_fixtures import engine_planes, segments_as_one
     dev = torch.device("cpu")
-    whole = run(Engine(net, cfg, dev), [frames[0:2], frames[2:3], frames[3:5], frames[5:6]])
-    parts = run(Engine(net, cfg, dev), [frames[0:2], frames[2:3]]) + run(Engine(net, cfg, dev), [frames[3:5], frames[5:6]])
-    assert all(np.array_equal(a, b) for a, b in zip(whole, parts))
-    off = run(Engine(net, dataclasses.replace(cfg, temporal=0.0), dev), [frames[0:2], frames[2:3], frames[3:5],
-                                                                         frames[5:6]])
+    whole = segments_as_one(lambda: Engine(net, cfg, dev), frames)
+    off = engine_planes(Engine(net, dataclasses.replace(cfg, temporal=0.0), dev), [frames[0:3], frames[3:6]])
     assert np.array_equal(whole[3], off[3]) and not np.array_equal(whole[4], off[4])
     with pytest.raises(ValueError, match="temporal strength"):
         Engine(net, dataclasses.replace(cfg, temporal=1.5), dev)

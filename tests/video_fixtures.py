@@ -185,3 +185,21 @@ def decoded_frames(path) -> list[np.ndarray]:
 def text_packets(path) -> list[tuple[bytes, Fraction | None]]:
     """Subtitle packets that carry text (the MP4 muxer adds zero-length filler samples)."""
     return [p for p in packets(path, "subtitle") if p[0] not in (b"\x00\x00", b"")]
+
+
+def engine_planes(engine, batches) -> list[np.ndarray]:
+    """The first output plane of every frame `engine` (video.engine.Engine) emits for `batches`."""
+    out = []
+    engine.run(batches, lambda f, planes: out.append(np.array(planes[0])))
+    return out
+
+
+def segments_as_one(make_engine, frames) -> list[np.ndarray]:
+    """Six frames in segments of three: one engine over all of them (batches of 2, 1, 2, 1) must
+    give what a fresh engine per segment gives (a resumed job, a GPU process, a cluster worker);
+    returns the one engine's first planes."""
+    batches = [frames[0:2], frames[2:3], frames[3:5], frames[5:6]]
+    whole = engine_planes(make_engine(), batches)
+    parts = engine_planes(make_engine(), batches[:2]) + engine_planes(make_engine(), batches[2:])
+    assert all(np.array_equal(a, b) for a, b in zip(whole, parts))
+    return whole
