@@ -19,6 +19,7 @@ only the invented texture differs, the filter averages it over about 1 / (1 - st
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -36,23 +37,28 @@ def check_strength(strength: float) -> float:
 
 
 @functools.lru_cache(maxsize=4)
-def _base(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    ys = torch.arange(h, dtype=torch.float32, device=device)
-    xs = torch.arange(w, dtype=torch.float32, device=device)
-    return ys, xs
+def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """grid_sample's identity grid for an H x W frame (1 x H x W x 2, x then y), made once a size:
+    a move is this plus one offset, not a new grid a frame."""
+    xs = torch.linspace(-1, 1, w, device=device) if w > 1 else torch.full((1,), -1.0, device=device)
+    ys = torch.linspace(-1, 1, h, device=device) if h > 1 else torch.full((1,), -1.0, device=device)
+    return torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1)[None]
 
 
 def moved(x: torch.Tensor, d: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """(x moved by d = (dy, dx) output pixels: out(p) = x(p - d), bicubic; 1 where p - d lies
     inside the frame, 0 elsewhere), for one frame 1 x C x H x W."""
     _, _, h, w = x.shape
-    ys, xs = _base(h, w, x.device)
-    sy, sx = ys - d[0], xs - d[1]
-    grid = torch.stack(torch.broadcast_tensors(sx[None, :] * (2 / max(w - 1, 1)) - 1,
-                                               sy[:, None] * (2 / max(h - 1, 1)) - 1), -1)[None]
-    out = F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=True)
-    inside = ((sy >= 0) & (sy <= h - 1))[:, None] & ((sx >= 0) & (sx <= w - 1))[None, :]
-    return out, inside[None, None].to(x.dtype)
+    dy, dx = float(d[0]), float(d[1])
+    offset = torch.tensor([-dx * 2 / max(w - 1, 1), -dy * 2 / max(h - 1, 1)], device=x.device)
+    out = F.grid_sample(x, _base_grid(h, w, x.device) + offset, mode="bicubic", padding_mode="border",
+                        align_corners=True)
+    inside = torch.zeros((h, w), dtype=x.dtype, device=x.device)
+    # rows and columns whose source p - d lies inside the frame
+    y0, y1 = max(0, math.ceil(dy)), min(h, math.floor(h - 1 + dy) + 1)
+    x0, x1 = max(0, math.ceil(dx)), min(w, math.floor(w - 1 + dx) + 1)
+    inside[y0:y1, x0:x1] = 1
+    return out, inside[None, None]
 
 
 def _local_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -144,17 +144,22 @@ def run_clip(fn, lrs: torch.Tensor, size, follow: bool, temporal: float = 0.0) -
     pipeline's do (both on the frames' motion from `motion.GridFollower`)."""
     if not (follow and getattr(fn, "follows", False)):
         return torch.cat([fn(lrs[t:t + 1], size) for t in range(len(lrs))])
-    scale = (size[0] / lrs.shape[-2], size[1] / lrs.shape[-1])
-    tracker, steady = GridFollower(scale), TemporalFilter(temporal)
-    luma = rgb_to_y(lrs).numpy()
-    out = []
-    for t in range(len(lrs)):
-        m = tracker.track(luma[t, 0])
-        y = fn(lrs[t:t + 1], size, positions=[m.position])
-        if temporal:
-            y = quantise(steady(y.float(), m.step_out(scale)))
-        out.append(y)
-    return torch.cat(out)
+    motions, scale = clip_motions(lrs, size)
+    clip = torch.cat([fn(lrs[t:t + 1], size, positions=[m.position]) for t, m in enumerate(motions)])
+    return filter_clip(clip, motions, scale, temporal) if temporal else clip
+
+
+def clip_motions(lrs: torch.Tensor, size) -> tuple[list, tuple[float, float]]:
+    """(each frame's `motion.Motion`, output over input pixels) of a clip's LR frames."""
+    tracker = GridFollower((size[0] / lrs.shape[-2], size[1] / lrs.shape[-1]))
+    return [tracker.track(y) for y in rgb_to_y(lrs).numpy()[:, 0]], tracker.scale
+
+
+def filter_clip(clip: torch.Tensor, motions, scale, strength: float) -> torch.Tensor:
+    """A clip restored with the grid following (T x 3 x H x W) through the temporal filter, as
+    the video pipeline runs it, each frame rounded to 8 bits."""
+    steady = TemporalFilter(strength)
+    return torch.cat([quantise(steady(y[None].float(), m.step_out(scale))) for y, m in zip(clip, motions)])
 
 
 def model_rows(methods: dict, name: str, model, details, device, sources) -> None:
@@ -334,16 +339,20 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log,
     followers = [m for m, fn in methods.items() if getattr(fn, "follows", False)]
     if data.motion_lr is not None:
         for m, fn in methods.items():
-            for key, follow, s in (("warp", False, 0.0), ("warp_follow", True, 0.0), ("warp_video", True, strength)):
-                if follow and m not in followers:
-                    continue
-                errs = []
-                for c in range(len(data.motion_lr)):
-                    clip = run_clip(fn, to_float(data.motion_lr[c]), size, follow, s)
-                    errs.append(warp_error(clip, torch.from_numpy(data.motion_flow[c]),
-                                           torch.from_numpy(data.motion_mask[c])))
-                out[m][key] = float(np.mean(errs))
-                log(f"temporal  {m:28} {key.replace('_', ' ')} error {out[m][key]:.3f}")
+            errs: dict = {"warp": [], "warp_follow": [], "warp_video": []}
+            for c in range(len(data.motion_lr)):
+                lrs = to_float(data.motion_lr[c])
+                clips = {"warp": run_clip(fn, lrs, size, False)}
+                if m in followers:  # the filter runs on the followed clip: its frames restored once
+                    clips["warp_follow"] = run_clip(fn, lrs, size, True)
+                    clips["warp_video"] = filter_clip(clips["warp_follow"], *clip_motions(lrs, size), strength)
+                for key, clip in clips.items():
+                    errs[key].append(warp_error(clip, torch.from_numpy(data.motion_flow[c]),
+                                                torch.from_numpy(data.motion_mask[c])))
+            for key, e in errs.items():
+                if e:
+                    out[m][key] = float(np.mean(e))
+                    log(f"temporal  {m:28} {key.replace('_', ' ')} error {out[m][key]:.3f}")
     hr = to_float(data.hr[:1])
     lrs, ssize = static_clip(hr, min(256, size[0]), static_frames)
     lrs = torch.cat(lrs)
@@ -351,9 +360,10 @@ def temporal(methods: dict, data: RealInputSet, static_frames: int, log=log,
     for m in methods:
         out[m]["flicker"] = flicker_index(clips[m], clips["bicubic"])
         if m in followers:  # a still shot: the grid should not move
-            out[m]["flicker_follow"] = flicker_index(run_clip(methods[m], lrs, ssize, True), clips["bicubic"])
-            out[m]["flicker_video"] = flicker_index(run_clip(methods[m], lrs, ssize, True, strength),
-                                                    clips["bicubic"])
+            followed = run_clip(methods[m], lrs, ssize, True)
+            out[m]["flicker_follow"] = flicker_index(followed, clips["bicubic"])
+            out[m]["flicker_video"] = flicker_index(
+                filter_clip(followed, *clip_motions(lrs, ssize), strength), clips["bicubic"])
         for key in ("warp", "warp_follow", "warp_video"):
             if key in out[m]:
                 out[m][f"{key}_x"] = out[m][key] / out["bicubic"]["warp"]
