@@ -23,7 +23,7 @@ import torch
 
 from ..motion import GridFollower, Motion
 from ..padcfg import restore_any_scale
-from ..temporal import TemporalFilter, check_strength
+from ..temporal import TemporalFilter
 from .colour import Layout, from_rgb, to_rgb
 from .decode import Frame
 
@@ -57,10 +57,9 @@ class Engine:
         self.model, self.cfg, self.device = model, cfg, device
         if cfg.grid not in GRIDS:
             raise ValueError(f"grid must be one of {GRIDS}, got {cfg.grid!r}")
-        check_strength(cfg.temporal)
         self.scale = (cfg.out_size[0] / cfg.in_size[0], cfg.out_size[1] / cfg.in_size[1])
         self.follower = GridFollower(self.scale) if cfg.grid == "follow" or cfg.temporal else None
-        self.filter = TemporalFilter(cfg.temporal) if cfg.temporal else None
+        self.filter = TemporalFilter(cfg.temporal) if cfg.temporal else None  # refuses a bad strength
 
     def motions(self, frames: list[Frame]) -> list[Motion] | None:
         """Each frame's motion (`motion.GridFollower`, on the CPU from the luma or first plane),
