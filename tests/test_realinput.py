@@ -167,9 +167,18 @@ def test_eval_real_scores_a_clean_source_row_for_models_that_have_one(real_set, 
     # a model without clean contexts gets no clean row
     assert res["methods"] == ["bicubic", "s@0.5", "s@0.5 clean", "p@0.5"]
     assert "s@0.5 clean" in res["clean_scales"]["x2"] and "s@0.5 clean" in res["temporal"]
+    # auto: one row per model with a clean network, each crop's network guessed from it
+    rc = cli_main(["eval-real", "--set", str(real_set), "--model", "none", "--candidate", f"s={src}@0.5",
+                   "--candidate", f"p={plain}@0.5", "--sources", "auto", "--teachers", "none",
+                   "--niqe-model", "none", "--frames", "2", "--limit", "1", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "real.json").read_text())
+    assert res["methods"] == ["bicubic", "s auto"]
+    picks = res["auto_picks"]["s auto"]
+    assert set(picks) == set(ri.CHAINS) and all(sum(p.values()) == 1 for p in picks.values())
     with pytest.raises(SystemExit):
         cli_main(["eval-real", "--set", str(real_set), "--sources", "dirty"])
-    assert "sources must be among any, clean" in capsys.readouterr().err
+    assert "sources must be among auto, any, clean" in capsys.readouterr().err
     # a grid of the clean chain with the clean-source column
     grid = tmp_path / "grid"
     assert cli_main(["eval-real", "--set", str(real_set), "--model", "none", "--candidate", f"s={src}@0.5",

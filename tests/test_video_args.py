@@ -7,7 +7,7 @@ import pytest
 from gendrpix_video.video import UpscaleSettings, VideoError, upscale_file
 from gendrpix_video.video.argcheck import ArgError
 from gendrpix_video.video.presets import RANGES
-from video_fixtures import decoded_frames, file_fingerprint, run_upscale
+from video_fixtures import decoded_frames, file_fingerprint, photo_clip, run_upscale
 
 PREFIX = "gendrpix-video: error: "
 
@@ -73,7 +73,7 @@ def test_source_clean_changes_the_output_and_is_in_the_plan(clips, tiny_source_m
     src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
     common = [src, "--model", tiny_source_model, "--scale", "2", "--codec", "ffv1", "--pix-fmt", "yuv420p",
               "--duration", "0.2"]
-    code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "any.mkv", "--quiet")
+    code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "any.mkv", "--quiet", "--source", "any")
     assert code == 0, err
     code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "clean.mkv", "--source", "clean")
     assert code == 0, err
@@ -81,6 +81,32 @@ def test_source_clean_changes_the_output_and_is_in_the_plan(clips, tiny_source_m
     a, b = decoded_frames(tmp_path / "any.mkv"), decoded_frames(tmp_path / "clean.mkv")
     assert len(a) == len(b) == 5
     assert not any(np.array_equal(x, y) for x, y in zip(a, b))  # the clean contexts differ
+
+
+def test_source_auto_picks_per_file_says_so_and_restores_as_that_source(tiny_source_model, tmp_path, capsys):
+    """The default, auto: a clean master (a photo panning, lossless) gets the clean network, the
+    same photo noisy and at a low bitrate the network that removes damage; the plan says which,
+    and the output is that source's."""
+    from gendrpix_video.video.pipeline import choose_source
+    from gendrpix_video.video.presets import UpscaleSettings
+    from gendrpix_video.video.probe import probe
+
+    files = {kind: photo_clip(tmp_path / f"{kind}.mkv", damaged=kind == "damaged") for kind in ("clean", "damaged")}
+    common = ["--model", tiny_source_model, "--scale", "2", "--codec", "ffv1", "--pix-fmt", "yuv420p"]
+    for kind, src in files.items():
+        want = "clean" if kind == "clean" else "any"
+        code, _, err = run_upscale(capsys, src, "-o", tmp_path / f"{kind}_auto.mkv", *common)
+        assert code == 0, err
+        assert f"source {want} (auto: damage " in err, err
+        code, _, err = run_upscale(capsys, src, "-o", tmp_path / f"{kind}_told.mkv", *common, "--source", want)
+        assert code == 0 and f"source {want}, grid" in err, err
+        a, b = decoded_frames(tmp_path / f"{kind}_auto.mkv"), decoded_frames(tmp_path / f"{kind}_told.mkv")
+        assert len(a) == 6 and all(np.array_equal(x, y) for x, y in zip(a, b))
+        s, how = choose_source(probe(src), UpscaleSettings(), ("any", "clean"))
+        assert s.source == want and how.startswith(f"{want} (auto: damage")
+    # a model without a clean network: any, and nothing to guess
+    s, how = choose_source(probe(files["clean"]), UpscaleSettings(), ("any",))
+    assert (s.source, how) == ("any", "")
 
 
 def test_source_clean_with_a_model_without_it_is_one_line(clips, tiny_model, tmp_path, capsys):
@@ -126,5 +152,5 @@ def test_library_callers_get_the_source_check(clips, tiny_model, tmp_path):
     with pytest.raises(VideoError, match=r"--source clean: model tiny \(tiny\) has no network for clean"):
         upscale_file(src, tmp_path / "o.mkv", s, model=tiny_model)
     assert not list(tmp_path.iterdir())          # the job folder is gone, nothing was written
-    with pytest.raises(Exception, match=r"'source': must be one of any, clean, got 'dirty'"):
+    with pytest.raises(Exception, match=r"'source': must be one of auto, any, clean, got 'dirty'"):
         s.override(source="dirty")

@@ -57,7 +57,7 @@ def test_flags_override_preset():
 
 def test_source_from_a_preset_and_over_it(tmp_path):
     from gendrpix_video.cli.upscale import parser, settings_from
-    assert UpscaleSettings.from_preset().source == "any"
+    assert UpscaleSettings.from_preset().source == "auto"
     p = tmp_path / "masters.yaml"
     p.write_text("codec: ffv1\nsource: clean\n")
     assert UpscaleSettings.from_preset(str(p)).source == "clean"
@@ -66,7 +66,7 @@ def test_source_from_a_preset_and_over_it(tmp_path):
     p.write_text("source: Clean\n")
     with pytest.raises(presets.PresetError) as e:
         UpscaleSettings.from_preset(str(p))
-    assert str(e.value) == "preset masters.yaml: bad value for 'source': must be one of any, clean, got 'Clean'"
+    assert str(e.value) == "preset masters.yaml: bad value for 'source': must be one of auto, any, clean, got 'Clean'"
 
 
 def test_presets_command_lists(capsys):

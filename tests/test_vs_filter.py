@@ -213,9 +213,43 @@ def test_source_clean_uses_the_clean_contexts():
     clean = gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2, source="clean")
     frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
     expected = restore(m, frames, size=(96, 128), detail=1.0, source="clean")
-    default = _planes(gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2).get_frame(1))
+    default = _planes(gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2, source="any").get_frame(1))
     assert np.array_equal(_planes(clean.get_frame(1)), expected[1].numpy())
     assert not np.array_equal(_planes(clean.get_frame(1)), default)
+
+
+def _from_frames(frames: list[np.ndarray]) -> vs.VideoNode:
+    """An RGBS clip of H x W x 3 uint8 frames."""
+    h, w = frames[0].shape[:2]
+    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=len(frames))
+
+    def paint(n, f):
+        fo = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(fo[p]), frames[n][..., p].astype(np.float32) / 255)
+        return fo
+
+    return core.std.ModifyFrame(blank, blank, paint)
+
+
+def test_source_auto_is_the_default_and_decides_once_per_clip(tiny_source_model):
+    """source="auto" (the default) restores a clean photo clip with the clean network and the same
+    clip made noisy with the network that removes damage, as the detector says of their frames."""
+    from video_fixtures import photo_frames
+
+    from gendrpix_video import load_model
+    from gendrpix_video.damage import guess_source
+
+    m = load_model(tiny_source_model, device="cpu")
+    for damaged, want in ((False, "clean"), (True, "any")):
+        frames = photo_frames(damaged, frames=3)
+        assert guess_source(frames, m.sources).source == want
+        clip = _from_frames(frames)
+        auto = gendrpix(clip, scale=2, model=m, batch_size=3)
+        told = gendrpix(clip, scale=2, model=m, batch_size=3, source=want)
+        other = gendrpix(clip, scale=2, model=m, batch_size=3, source="any" if want == "clean" else "clean")
+        assert np.array_equal(_planes(auto.get_frame(2)), _planes(told.get_frame(2)))
+        assert not np.array_equal(_planes(auto.get_frame(2)), _planes(other.get_frame(2)))
 
 
 def _pan(length=8, w=64, h=48) -> vs.VideoNode:
@@ -366,8 +400,8 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(dtype="int8"), "dtype must be"),
         (dict(dtype=torch.float16), "model is torch.float32 but dtype=torch.float16"),
         (dict(device_index=-1), "device_index must be a non-negative integer"),
-        (dict(source="dirty"), "source must be one of 'any', 'clean', got 'dirty'"),
-        (dict(source=None), "source must be one of 'any', 'clean', got None"),
+        (dict(source="dirty"), "source must be one of 'auto', 'any', 'clean', got 'dirty'"),
+        (dict(source=None), "source must be one of 'auto', 'any', 'clean', got None"),
         (dict(grid="moving"), "grid must be 'fixed' or 'follow', got 'moving'"),
         (dict(temporal=1.0), "temporal must be a number between 0 and 0.95, got 1.0"),
         (dict(temporal="strong"), "temporal must be a number between 0 and 0.95, got 'strong'"),

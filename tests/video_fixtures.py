@@ -203,3 +203,44 @@ def segments_as_one(make_engine, frames) -> list[np.ndarray]:
     parts = engine_planes(make_engine(), batches[:2]) + engine_planes(make_engine(), batches[2:])
     assert all(np.array_equal(a, b) for a, b in zip(whole, parts))
     return whole
+
+
+def photo_frames(damaged: bool, frames: int = 6, w: int = 128, h: int = 96) -> list[np.ndarray]:
+    """A real photo (scikit-image's cat) panning, x4 downscaled: h x w x 3 uint8 frames of a clean
+    master, or with `damaged` the same frames with sensor noise (the file then adds the codec's
+    own damage: see `photo_clip`)."""
+    import torch
+    import torch.nn.functional as F
+    from skimage import data
+
+    photo = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float()[None] / 255
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(frames):
+        hr = photo[..., 20:20 + 4 * h, 8 * i:8 * i + 4 * w]
+        x = F.interpolate(hr, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+        if damaged:
+            x = x + torch.randn(x.shape, generator=g) * 6 / 255
+        out.append((x.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return out
+
+
+def photo_clip(path: str | os.PathLike, damaged: bool, **kw) -> Path:
+    """`photo_frames` in a file: lossless FFV1 (a clean master), or noisy and x264 at CRF 40
+    (low-bitrate footage)."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264" if damaged else "ffv1", rate=25)
+        s.pix_fmt = "yuv420p" if damaged else "yuv444p"
+        if damaged:
+            s.options = {"crf": "40", "preset": "medium"}
+        frames = photo_frames(damaged, **kw)
+        s.width, s.height = frames[0].shape[1], frames[0].shape[0]
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path

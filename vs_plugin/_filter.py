@@ -55,7 +55,7 @@ import vapoursynth as vs
 
 from gendrpix_video import WeightsError, list_models, load_model, restore
 from gendrpix_video import policy
-from gendrpix_video.model import SOURCES
+from gendrpix_video.damage import AUTO, GUESS_FRAMES, SOURCE_CHOICES, guess_source
 from gendrpix_video.motion import GridFollower
 from gendrpix_video.temporal import TemporalFilter, check_strength
 
@@ -173,6 +173,21 @@ def _check_source(net: Any, source: str) -> None:
         what = f"{stem} ({net.config.name})" if stem else f"of config {net.config.name}"
         raise _err(f"source={source!r}: model {what} has no network for {source} sources "
                    f"(it has: {', '.join(have)}); use source={have[0]!r} or a model made for {source} sources")
+
+
+def _guess_source(clip: vs.VideoNode, net: Any) -> str:
+    """source="auto": the network the clip needs, from frames spread over it (as the CLI decides
+    a file; `gendrpix_video.damage.guess_source`). Decided once, when the filter is made."""
+    sources = tuple(getattr(net, "sources", ("any",)))
+    if "clean" not in sources:
+        return "any"
+    picks = sorted({min(clip.num_frames - 1, int((k + 0.5) * clip.num_frames / GUESS_FRAMES))
+                    for k in range(GUESS_FRAMES)})
+    frames = []
+    for n in picks:
+        with clip.get_frame(n) as f:
+            frames.append(torch.from_numpy(np.stack([np.asarray(f[p], dtype=np.float32) for p in range(3)])))
+    return guess_source(frames, sources).source
 
 
 def _get_model(model: Any, device_index: Any, dtype: Any) -> Any:
@@ -412,7 +427,7 @@ def gendrpix(
     device_index: int | None = None,
     model: Any = None,
     dtype: Any = None,
-    source: str = "any",
+    source: str = AUTO,
     grid: str = "fixed",
     temporal: float = 0.0,
 ) -> vs.VideoNode:
@@ -433,10 +448,12 @@ def gendrpix(
                          or a model from ``gendrpix_video.build_model``/``load_model``.
     :param dtype:        Inference dtype ("bf16", "fp16", "fp32" or a torch dtype);
                          default bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
-    :param source:       What the clip is: "any" (may be noisy or compressed; the model removes that
-                         damage) or "clean" (a clean master, e.g. camera originals or lossless/ProRes
-                         intermediates: sharpened more, no noise or compression removed; needs a model
-                         with a network for clean sources, ``model.sources``; the shipped default has one).
+    :param source:       What the clip is: "auto" (the default: guessed once, from 8 frames spread over
+                         the clip, when the filter is made), "any" (may be noisy or compressed; the model
+                         removes that damage) or "clean" (a clean master, e.g. camera originals or
+                         lossless/ProRes intermediates: sharpened more, no noise or compression removed;
+                         needs a model with a network for clean sources, ``model.sources``; the shipped
+                         default has one).
     :param grid:         "fixed" (the x8 grid stays on the frame) or "follow": within each batch the
                          grid moves with the picture (camera motion estimated frame to frame), so
                          texture stays on the objects in pans; it starts again at each batch, so a
@@ -458,8 +475,8 @@ def gendrpix(
         raise _err(f"detail must be a finite number >= 0, got {detail!r}")
     if not _is_int(seed):
         raise _err(f"seed must be an integer, got {seed!r}")
-    if not isinstance(source, str) or source not in SOURCES:
-        raise _err(f"source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+    if not isinstance(source, str) or source not in SOURCE_CHOICES:
+        raise _err(f"source must be one of {', '.join(map(repr, SOURCE_CHOICES))}, got {source!r}")
     if not isinstance(grid, str) or grid not in ("fixed", "follow"):
         raise _err(f"grid must be 'fixed' or 'follow', got {grid!r}")
     if not _is_real(temporal) or not math.isfinite(temporal):
@@ -470,6 +487,7 @@ def gendrpix(
         raise _err(f"temporal must be a number between 0 and 0.95, got {temporal!r}") from None
 
     net = _get_model(model, device_index, dtype)
+    source = _guess_source(clip, net) if source == AUTO else source
     _check_source(net, source)
     if torch.device(net.device).type == "cuda":
         policy.cuda_ready()

