@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from video_fixtures import damage_clip, decoded_frames, make_clip, packets, run_upscale, video_pts
+from video_fixtures import damage_clip, decoded_frames, make_clip, packets, photo_clip, run_upscale, video_pts
 
 CLI = str(Path(sys.executable).parent / "gendrpix-video")
 RAY = str(Path(sys.executable).parent / "ray")
@@ -219,26 +219,28 @@ def test_same_output_as_one_process(cluster, work, capsys):
     assert not (root / ".short.cluster.mkv.gendrpix").exists()
 
 
-def test_clean_source_reaches_the_workers(cluster, work, tiny_source_model, tmp_path, capsys):
-    """--source clean on the cluster: the workers restore with the clean network, as one process does.
-    Lossless output: a model that changes pixels rounds differently under the workers' thread
-    counts, which a lossy encoder would magnify."""
+def test_source_auto_decided_by_the_driver_reaches_the_workers(cluster, work, tiny_source_model, tmp_path, capsys):
+    """The default source, auto, on the cluster: the driver decides once per file (a clean master
+    here: a photo panning, lossless) and the workers restore with the clean network, as one process
+    does with --source clean. Lossless output: a model that changes pixels rounds differently under
+    the workers' thread counts, which a lossy encoder would magnify."""
     root, preset, clips, _ = work
+    src = photo_clip(tmp_path / "master.mkv", damaged=False)
     flags = [*common(preset, tiny_source_model)[:-1], "--codec", "ffv1", "--pix-fmt", "yuv420p"]
     refs = {}
     for source in ("any", "clean"):
         refs[source] = tmp_path / f"{source}.mkv"
-        code, _, err = run_upscale(capsys, clips["short"], "-o", refs[source], *flags, "--quiet", "--source", source)
+        code, _, err = run_upscale(capsys, src, "-o", refs[source], *flags, "--quiet", "--source", source)
         assert code == 0, err
     out = tmp_path / "cluster.mkv"
-    p = upscale(clips["short"], "-o", out, *flags, "--source", "clean", "--cluster", cluster.address)
+    p = upscale(src, "-o", out, *flags, "--cluster", cluster.address)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
-    assert "source clean" in err                # the plan says it
+    assert "source clean (auto: damage" in err     # the plan says it
     got = [f.astype(int) for f in decoded_frames(out)]
     clean = [f.astype(int) for f in decoded_frames(refs["clean"])]
     other = [f.astype(int) for f in decoded_frames(refs["any"])]
-    assert len(got) == len(clean) == len(SHORT)
+    assert len(got) == len(clean) == 6
     assert max(abs(a - b).max() for a, b in zip(got, clean)) <= 2
     assert min(abs(a - b).mean() for a, b in zip(got, other)) > 0.5   # not the any-source network's
 

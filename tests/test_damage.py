@@ -94,3 +94,15 @@ def test_damage_fit_makes_a_detector_and_scores_it_on_an_oracle_set(tmp_path, ca
     assert "| all | 3 |" in out
     fitted = load_detector(str(det))[1]  # written into the file, and the table used it
     assert f"threshold {fitted:g}\n" in out and 0.05 <= fitted <= 0.95
+
+
+def test_a_large_frame_is_scored_on_tiles_spread_over_it():
+    from gendrpix_video.damage import TILE, tiles
+
+    y = torch.arange(1080 * 1920, dtype=torch.float32).view(1, 1, 1080, 1920)
+    t = tiles(y)
+    assert t.shape == (6, 1, TILE, TILE)
+    assert t[0, 0, 0, 0] == 0 and t[-1, 0, -1, -1] == y[0, 0, -1, -1]   # corner to corner
+    small = y[..., :100, :200]
+    assert torch.equal(tiles(small), small)                             # smaller than a tile: whole
+    assert tiles(y[..., :100, :]).shape == (3, 1, 100, TILE)           # one row of windows
