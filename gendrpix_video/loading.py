@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .model import DEFAULT_DETAIL, SOURCES, GenDRPix
+from .model import DEFAULT_DETAIL, SOURCES, GenDRPix, source_default_detail
 from .policy import inference_dtype, pick_device
 from .weights import WeightsError, load_weights, read_header
 
@@ -41,11 +42,12 @@ def list_models(pattern: str = "*") -> list[ModelInfo]:
         if not fnmatch.fnmatch(name, pattern):
             continue
         meta = read_header(path).get("__metadata__", {})
-        own = {s: float(v["default_detail"]) for s, v in json.loads(meta.get("sources", "{}")).items()
-               if isinstance(v, dict) and v.get("default_detail") is not None}
+        sources = {"sources": json.loads(meta.get("sources", "{}"))}
+        own = {s: source_default_detail(sources, s, math.nan) for s in sources["sources"]}
         out.append(ModelInfo(name, path, meta.get("config_name", "?"),
                              float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))),
-                             path.stat().st_size, model_sources(meta), own))
+                             path.stat().st_size, model_sources(meta),
+                             {s: d for s, d in own.items() if not math.isnan(d)}))
     return out
 
 

@@ -176,6 +176,7 @@ def test_eval_real_scores_a_clean_source_row_for_models_that_have_one(real_set, 
     assert res["methods"] == ["bicubic", "s auto"]
     picks = res["auto_picks"]["s auto"]
     assert set(picks) == set(ri.CHAINS) and all(sum(p.values()) == 1 for p in picks.values())
+    assert re_.merge([res])["auto_picks"] == res["auto_picks"]   # a merge keeps them
     with pytest.raises(SystemExit):
         cli_main(["eval-real", "--set", str(real_set), "--sources", "dirty"])
     assert "sources must be among auto, any, clean" in capsys.readouterr().err

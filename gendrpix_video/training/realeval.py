@@ -438,6 +438,8 @@ def merge(results: list[dict]) -> dict:
             for k, row in r.get("clean_scales", {}).items():
                 if m in row:  # runs from before the x2/x3 table, and merges of them, lack some rows
                     out.setdefault("clean_scales", {}).setdefault(k, {})[m] = row[m]
+            if m in r.get("auto_picks", {}):
+                out.setdefault("auto_picks", {})[m] = r["auto_picks"][m]
         if "ground truth" in r["temporal"]:
             out["temporal"]["ground truth"] = r["temporal"]["ground truth"]
     return out
