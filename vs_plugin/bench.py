@@ -57,6 +57,7 @@ clip = gendrpix(
     num_streams=int(num_streams),
     model=model or None,
     dtype=dtype or None,
+    source="any",  # the network the benchmark times, whatever "auto" would say of the synthetic clip
 )
 if output == "yuv":
     clip = core.resize.Bicubic(clip, format=vs.YUV420P10, matrix_s="709")

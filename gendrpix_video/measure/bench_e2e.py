@@ -202,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model:
             args.model = str(tmp / "tiny.safetensors")
             save_weights(build_model("tiny"), args.model)
+    # The network for any source, which the model-only rows time, whatever --source auto would
+    # say of the synthetic clip.
     settings = UpscaleSettings.from_preset(args.preset).override(
         "command line", height=args.height, codec=args.codec, pix_fmt=args.pix_fmt, batch=args.batch,
-        detail=args.detail)
+        detail=args.detail, source="any")
     model = load_model(args.model, device=device)
     rows = []
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "

@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..video.presets import UpscaleSettings
     from .bench_e2e import synth_clip
+    # The network for any source, whatever --source auto would say of the synthetic clip: every
+    # row then times the same network.
     settings = UpscaleSettings.from_preset(args.preset).override(
-        "command line", height=args.height, detail=args.detail, segment_frames=args.segment_frames)
+        "command line", height=args.height, detail=args.detail, segment_frames=args.segment_frames,
+        source="any")
     tmp = Path(tempfile.mkdtemp(prefix="gendrpix-scale-"))
     try:
         clip = synth_clip(tmp / f"in_{w}x{h}.mp4", w, h, args.frames)
