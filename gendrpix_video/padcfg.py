@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .configs import SHUFFLE
 from .model import NEG, POS, GenDRPix
-from .policy import resolve_detail, scale_range
+from .policy import resolve_detail, run_size, scale_range
 
 Pad = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)
 
@@ -199,9 +199,11 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
 
 
 def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail: float | None = None,
-                      seed: int = 0, source: str = "any", positions=None) -> torch.Tensor:
+                      seed: int = 0, source: str = "any", positions=None, supersample: float = 1.0) -> torch.Tensor:
     """`restore` to `size` (H, W), resizing around the model when the scale lies outside its range:
-    beyond it, restore at its largest scale and bicubic up; below it, shrink the input first."""
+    beyond it, restore at its largest scale and bicubic up; below it, shrink the input first.
+    `supersample` k > 1: restore to k times the size (at most the model's largest scale,
+    `policy.run_size`) and shrink the result to `size` (bicubic, antialiased)."""
     h, w = frames.shape[-2:]
     lo, hi = scale_range(model)
     s = max(size[0] / h, size[1] / w)
@@ -214,4 +216,10 @@ def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, in
         frames = F.interpolate(frames, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
         if positions is not None:  # in the shrunk input's pixels
             positions = [(y * pre[0] / h, x * pre[1] / w) for y, x in positions]
+    big = run_size(model, frames.shape[-2:], size, supersample)
+    if tuple(big) != tuple(size):
+        y = restore(model, frames, size=big, detail=detail, seed=seed, source=source, positions=positions)
+        # in fp32: half-precision antialiased resizing is missing on some devices
+        return F.interpolate(y.float(), size=size, mode="bicubic", align_corners=False,
+                             antialias=True).clamp_(0, 1).to(y.dtype)
     return restore(model, frames, size=size, detail=detail, seed=seed, source=source, positions=positions)

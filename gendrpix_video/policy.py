@@ -101,6 +101,32 @@ def outside_scale_range(model, in_size: Size, out_size: Size) -> str | None:
     return None
 
 
+SUPERSAMPLE_RANGE = (1.0, 2.0)
+
+
+def check_supersample(k) -> float:
+    """`k` as a float, or ValueError naming the range."""
+    lo, hi = SUPERSAMPLE_RANGE
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not (lo <= float(k) <= hi):
+        raise ValueError(f"supersample must be a number from {lo:g} to {hi:g}, got {k!r}")
+    return float(k)
+
+
+def run_size(model, in_size: Size, out_size: Size, supersample: float = 1.0) -> Size:
+    """The size the model restores to for `in_size` -> `out_size` with `supersample` k: the output
+    size times k, but no more than the model's largest scale allows (then downscaled to the
+    output). The network's work grows with its output pixels, not its input's: at x2 each UNet
+    position sees 4 input pixels, at x4 2, so a frame upscaled x2 restored x3 and shrunk back gets
+    the care of an x3 upscale (`restore_any_scale`)."""
+    if supersample <= 1.0:
+        return tuple(out_size)
+    _, hi = scale_range(model)
+    k = min(float(supersample), hi * in_size[0] / out_size[0], hi * in_size[1] / out_size[1])
+    if k <= 1.0:
+        return tuple(out_size)
+    return round(out_size[0] * k), round(out_size[1] * k)
+
+
 def unet_passes(detail: float) -> int:
     """UNet passes a frame costs at this detail: 1 and 0 run one branch, anything else both."""
     return 1 if float(detail) in (0.0, 1.0) else 2

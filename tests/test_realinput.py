@@ -169,7 +169,7 @@ def test_eval_real_scores_a_clean_source_row_for_models_that_have_one(real_set, 
     assert "s@0.5 clean" in res["clean_scales"]["x2"] and "s@0.5 clean" in res["temporal"]
     # auto: one row per model with a clean network, each crop's network guessed from it
     rc = cli_main(["eval-real", "--set", str(real_set), "--model", "none", "--candidate", f"s={src}@0.5",
-                   "--candidate", f"p={plain}@0.5", "--sources", "auto", "--teachers", "none",
+                   "--candidate", f"p={plain}@0.5", "--sources", "auto", "--supersample", "1.5", "--teachers", "none",
                    "--niqe-model", "none", "--frames", "2", "--limit", "1", "--device", "cpu", "--out", str(out)])
     assert rc == 0
     res = json.loads((out / "real.json").read_text())
@@ -177,6 +177,8 @@ def test_eval_real_scores_a_clean_source_row_for_models_that_have_one(real_set, 
     picks = res["auto_picks"]["s auto"]
     assert set(picks) == set(ri.CHAINS) and all(sum(p.values()) == 1 for p in picks.values())
     assert re_.merge([res])["auto_picks"] == res["auto_picks"]   # a merge keeps them
+    assert cli_main(["eval-real", "--set", str(real_set), "--supersample", "3"]) == 2
+    assert "eval-real --supersample must be a number from 1 to 2, got 3.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["eval-real", "--set", str(real_set), "--sources", "dirty"])
     assert "sources must be among auto, any, clean" in capsys.readouterr().err

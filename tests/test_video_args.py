@@ -109,6 +109,36 @@ def test_source_auto_picks_per_file_says_so_and_restores_as_that_source(tiny_sou
     assert (s.source, how) == ("any", "")
 
 
+def test_supersample_restores_bigger_says_so_and_is_part_of_the_job(clips, tiny_model, tmp_path, capsys):
+    """--supersample K: the plan names the size the model restores to; the output differs from
+    the plain run; it is part of the job's identity; out of range: one line, exit 2."""
+    from gendrpix_video.video.presets import UpscaleSettings
+    from gendrpix_video.video.pipeline import plan_job
+    from gendrpix_video.video.probe import probe
+
+    src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
+    common = [src, "--model", tiny_model, "--scale", "2", "--codec", "ffv1", "--pix-fmt", "yuv420p",
+              "--duration", "0.2", "--temporal", "0"]
+    code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "plain.mkv", "--quiet")
+    assert code == 0, err
+    code, _, err = run_upscale(capsys, *common, "-o", tmp_path / "ss.mkv", "--supersample", "1.5")
+    assert code == 0, err
+    assert "restored at 192x144 and shrunk: --supersample" in err, err   # 64x48 -> 128x96, x1.5
+    a, b = decoded_frames(tmp_path / "plain.mkv"), decoded_frames(tmp_path / "ss.mkv")
+    assert len(a) == len(b) == 5 and not any(np.array_equal(x, y) for x, y in zip(a, b))
+    s = UpscaleSettings.from_preset().override(scale=2, supersample=1.5)
+    job = plan_job(src, tmp_path / "o.mkv", probe(src), s, model_id="m", detail=1.0, device="cpu")
+    assert job.params["supersample"] == 1.5 and job.engine.supersample == 1.5
+    plain = plan_job(src, tmp_path / "o.mkv", probe(src), s.override(supersample=1), model_id="m", detail=1.0,
+                     device="cpu")
+    assert "supersample" not in plain.params    # states written before the setting still match
+    code, out, err = run_upscale(capsys, *common, "-o", tmp_path / "bad.mkv", "--supersample", "3")
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert "--supersample 3: must be between 1 and 2" in line, line
+    assert UpscaleSettings.from_preset("archival").supersample == 1.5
+
+
 def test_source_clean_with_a_model_without_it_is_one_line(clips, tiny_model, tmp_path, capsys):
     src = clips("src8.mkv", codec="ffv1", pix_fmt="yuv420p")
     before = file_fingerprint(src)

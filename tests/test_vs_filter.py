@@ -93,6 +93,20 @@ def test_output_equals_core_restore_of_the_batch(model):
         assert np.array_equal(_planes(out.get_frame(n)), expected[n].numpy()), n
 
 
+def test_supersample_is_the_core_s_restore_any_scale(model):
+    """supersample=1.5: the model restores each batch to 1.5 x the output and shrinks it, as the
+    core's restore_any_scale does (the CLI's --supersample)."""
+    from gendrpix_video.padcfg import restore_any_scale
+
+    src = _src(length=2)
+    out = gendrpix(src, scale=2, model=model, batch_size=2, detail=1.0, supersample=1.5)
+    plain = gendrpix(src, scale=2, model=model, batch_size=2, detail=1.0)
+    frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
+    expected = restore_any_scale(model, frames, (96, 128), 1.0, supersample=1.5)
+    assert np.array_equal(_planes(out.get_frame(1)), expected[1].numpy())
+    assert not np.array_equal(_planes(out.get_frame(1)), _planes(plain.get_frame(1)))
+
+
 @pytest.mark.parametrize(
     "kw, size, sar",
     [
@@ -404,6 +418,8 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(source=None), "source must be one of 'auto', 'any', 'clean', got None"),
         (dict(grid="moving"), "grid must be 'fixed' or 'follow', got 'moving'"),
         (dict(temporal=1.0), "temporal must be a number between 0 and 0.95, got 1.0"),
+        (dict(supersample=2.5), "supersample must be a number from 1 to 2, got 2.5"),
+        (dict(supersample="2"), "supersample must be a number from 1 to 2, got '2'"),
         (dict(temporal="strong"), "temporal must be a number between 0 and 0.95, got 'strong'"),
         (dict(source="clean"), r"source='clean': model of config tiny has no network for clean sources "
                                r"\(it has: any\); use source='any'"),
@@ -498,7 +514,7 @@ def test_inference_error_becomes_vs_error(model, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(sys.modules["vsgendrpix._filter"], "restore", broken)
+    monkeypatch.setattr(sys.modules["vsgendrpix._filter"], "restore_any_scale", broken)
     out = gendrpix(_src(length=3), scale=2, model=model, batch_size=2)
     with pytest.raises(vs.Error, match=r"gendrpix: inference failed on frames 2-2: RuntimeError: CUDA out of memory"):
         out.get_frame(2)

@@ -53,7 +53,8 @@ import numpy as np
 import torch
 import vapoursynth as vs
 
-from gendrpix_video import WeightsError, list_models, load_model, restore
+from gendrpix_video import WeightsError, list_models, load_model
+from gendrpix_video.padcfg import restore_any_scale
 from gendrpix_video import policy
 from gendrpix_video.damage import AUTO, GUESS_FRAMES, SOURCE_CHOICES, guess_source
 from gendrpix_video.motion import GridFollower
@@ -258,6 +259,7 @@ class _Runner:
         source: str,
         grid: str = "fixed",
         temporal: float = 0.0,
+        supersample: float = 1.0,
     ) -> None:
         self.model = model
         self.device = torch.device(model.device)
@@ -272,6 +274,7 @@ class _Runner:
         self.source = source
         self.grid = grid
         self.temporal = float(temporal)
+        self.supersample = float(supersample)
         self.lead = LEAD if self.temporal else 0
 
         # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
@@ -345,10 +348,10 @@ class _Runner:
                 torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
     def _infer(self, x: torch.Tensor, motions=None) -> torch.Tensor:
-        # restore() works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
+        # restore works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
         positions = [m.position for m in motions] if motions and self.grid == "follow" else None
-        y = restore(self.model, x.clamp_(0.0, 1.0), size=(self.out_h, self.out_w),
-                    detail=self.detail, seed=self.seed, source=self.source, positions=positions)
+        y = restore_any_scale(self.model, x.clamp_(0.0, 1.0), (self.out_h, self.out_w), self.detail, self.seed,
+                              source=self.source, positions=positions, supersample=self.supersample)
         if not self.temporal:
             return y
         steady, scale = TemporalFilter(self.temporal), (self.out_h / x.shape[2], self.out_w / x.shape[3])
@@ -430,6 +433,7 @@ def gendrpix(
     source: str = AUTO,
     grid: str = "fixed",
     temporal: float = 0.0,
+    supersample: float = 1.0,
 ) -> vs.VideoNode:
     """Restore / upscale a clip with GenDR-Pix.
 
@@ -463,6 +467,10 @@ def gendrpix(
                          one before, moved with the picture, where the two agree, so the texture the
                          model draws does not shimmer; within each batch, led in by the two frames
                          before it (restored and dropped: ``2 / batch_size`` more work).
+    :param supersample:  1 (the default) to 2: the model restores to that much more than the
+                         output (up to its largest scale, x4) and the result is shrunk to the
+                         output size (bicubic, antialiased), for that squared more work: below x4
+                         the network then gives each input pixel more care (as ``--supersample``).
     """
     clip = _check_clip(clip)
     out_w, out_h = _output_size(clip.width, clip.height, scale, width, height)
@@ -479,6 +487,10 @@ def gendrpix(
         raise _err(f"source must be one of {', '.join(map(repr, SOURCE_CHOICES))}, got {source!r}")
     if not isinstance(grid, str) or grid not in ("fixed", "follow"):
         raise _err(f"grid must be 'fixed' or 'follow', got {grid!r}")
+    try:
+        supersample = policy.check_supersample(supersample)
+    except ValueError:
+        raise _err(f"supersample must be a number from 1 to 2, got {supersample!r}") from None
     if not _is_real(temporal) or not math.isfinite(temporal):
         raise _err(f"temporal must be a number between 0 and 0.95, got {temporal!r}")
     try:
@@ -509,6 +521,7 @@ def gendrpix(
         source=source,
         grid=grid,
         temporal=float(temporal),
+        supersample=supersample,
     )
     sar_factor = Fraction(clip.width * out_h, out_w * clip.height)
 

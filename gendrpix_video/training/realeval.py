@@ -48,9 +48,9 @@ import torch.nn.functional as F
 
 from ..damage import SOURCE_CHOICES
 from ..motion import GridFollower
-from ..padcfg import resize, restore
+from ..padcfg import resize, restore_any_scale
 from ..temporal import DEFAULT_STRENGTH, TemporalFilter, check_strength
-from ..policy import pick_device
+from ..policy import check_supersample, pick_device
 from ..argparsing import OneLineParser
 from .degrade import bicubic_down
 from .grid import float_list
@@ -128,16 +128,16 @@ def bicubic(lr: torch.Tensor, size) -> torch.Tensor:
     return quantise(resize(lr.float(), size))
 
 
-def model_method(model, detail: float, device, seed: int = 0, source: str = "any"):
+def model_method(model, detail: float, device, seed: int = 0, source: str = "any", supersample: float = 1.0):
     def fn(lr, size, positions=None):
         with torch.inference_mode():
-            return quantise(restore(model, lr.to(device), size=size, detail=detail, seed=seed, source=source,
-                                    positions=positions))
+            return quantise(restore_any_scale(model, lr.to(device), size, detail, seed, source=source,
+                                              positions=positions, supersample=supersample))
     fn.follows = True  # takes frame positions: the grid can follow the content (motion.GridFollower)
     return fn
 
 
-def auto_method(model, device, seed: int = 0):
+def auto_method(model, device, seed: int = 0, supersample: float = 1.0):
     """The model as `--source auto` runs it: each input's network guessed from it
     (`damage.guess_source`), at that network's own default detail; a clip's from its frames, once
     (`for_clip`), as the video pipeline decides a file. `fn.picks` counts the choices."""
@@ -149,8 +149,8 @@ def auto_method(model, device, seed: int = 0):
             src = fixed or guess_source(list(lr.float().cpu()), model.sources).source
             auto.picks[src] = auto.picks.get(src, 0) + 1
             with torch.inference_mode():
-                return quantise(restore(model, lr.to(device), size=size, detail=resolve_detail(model, None, src),
-                                        seed=seed, source=src, positions=positions))
+                return quantise(restore_any_scale(model, lr.to(device), size, resolve_detail(model, None, src),
+                                                  seed, source=src, positions=positions, supersample=supersample))
         fn.follows = True
         return fn
 
@@ -187,15 +187,16 @@ def filter_clip(clip: torch.Tensor, motions, scale, strength: float) -> torch.Te
     return torch.cat([quantise(steady(y[None].float(), m.step_out(scale))) for y, m in zip(clip, motions)])
 
 
-def model_rows(methods: dict, name: str, model, details, device, sources) -> None:
+def model_rows(methods: dict, name: str, model, details, device, sources, supersample: float = 1.0) -> None:
     """Rows "NAME@D" (source any) and, for each other source in `sources` that the model has,
     "NAME@D SOURCE", scored on every chain: a clean-source row on the damaged chains shows what
     calling a damaged clip clean costs."""
     for dl in details:
         for src in [s for s in sources if s in model.sources]:
-            methods[f"{name}@{dl:g}" + ("" if src == "any" else f" {src}")] = model_method(model, dl, device, source=src)
+            methods[f"{name}@{dl:g}" + ("" if src == "any" else f" {src}")] = model_method(
+                model, dl, device, source=src, supersample=supersample)
     if "auto" in sources and "clean" in model.sources:  # each network at its own default detail
-        methods[f"{name} auto"] = auto_method(model, device)
+        methods[f"{name} auto"] = auto_method(model, device, supersample=supersample)
 
 
 def teacher_method(teacher, device):
@@ -598,6 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal", type=float, default=DEFAULT_STRENGTH, metavar="S",
                    help=f"the temporal filter's strength in the video columns (default {DEFAULT_STRENGTH:g}, "
                         "the CLI's)")
+    p.add_argument("--supersample", type=float, default=1.0, metavar="K",
+                   help="the model rows restore to K times the size (up to x4) and shrink, as the CLI's "
+                        "--supersample (default 1); the x4 chains are already at x4: it changes the clean x2 "
+                        "and x3 columns")
     p.add_argument("--workers", type=int, help="NIQE processes (default: the cores, at most 16)")
     p.add_argument("--grid-model", help="the model columns of crops.png (row names, comma-separated); "
                                         "default: the model at its default detail")
@@ -620,6 +625,11 @@ def main(argv=None) -> int:
         check_strength(a.temporal)
     except ValueError as e:
         print(f"gendrpix-video: error: eval-real --temporal: {e}", file=sys.stderr)
+        return 2
+    try:
+        check_supersample(a.supersample)
+    except ValueError as e:
+        print(f"gendrpix-video: error: eval-real --{e}", file=sys.stderr)
         return 2
     if a.merge:
         try:
@@ -658,13 +668,15 @@ def main(argv=None) -> int:
         if a.model != "none":
             model = load_model(a.model, device=dev)
             name = "default" if a.model is None else Path(a.model).stem
-            model_rows(methods, name, model, a.details or [float(model.default_detail)], dev, a.sources)
+            model_rows(methods, name, model, a.details or [float(model.default_detail)], dev, a.sources,
+                       a.supersample)
             grid_model = grid_model or f"{name}@{float(model.default_detail):g}"
         for spec in a.candidate:
             cname, _, rest = spec.partition("=")
             path, _, ds = rest.partition("@")
             cm = load_model(path, device=dev)
-            model_rows(methods, cname, cm, float_list(ds) if ds else [float(cm.default_detail)], dev, a.sources)
+            model_rows(methods, cname, cm, float_list(ds) if ds else [float(cm.default_detail)], dev, a.sources,
+                       a.supersample)
     except (WeightsError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"gendrpix-video: error: eval-real: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

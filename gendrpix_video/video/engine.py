@@ -46,6 +46,7 @@ class EngineConfig:
     batch: int = 4
     grid: str = "fixed"            # "follow": the x8 grid moves with the picture (motion.py)
     temporal: float = 0.0          # temporal filter strength (temporal.py); 0: frames on their own
+    supersample: float = 1.0       # the model restores to up to this much more (policy.run_size)
     segment_frames: int = 0        # frames of a segment: positions and the filter start again at each
 
 
@@ -83,7 +84,7 @@ class Engine:
         positions = [m.position for m in motions] if motions and c.grid == "follow" else None
         # fp32 in and out: bf16 (8 mantissa bits) would band a 10-bit output.
         out = restore_any_scale(self.model, rgb, c.out_size, c.detail, c.seed, source=c.source,
-                                positions=positions)
+                                positions=positions, supersample=c.supersample)
         if self.filter is not None and motions:
             out = torch.stack([self._filtered(o, m) for o, m in zip(out, motions)])
         return from_rgb(out, c.out_layout, c.out_matrix, c.out_full)

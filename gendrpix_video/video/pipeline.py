@@ -20,7 +20,7 @@ import torch
 
 from ..damage import AUTO, GUESS_FRAMES, guess_source
 from ..loading import load_model
-from ..policy import DeviceError, cuda_ready, pick_device, resolve_detail, unet_passes
+from ..policy import DeviceError, cuda_ready, pick_device, resolve_detail, run_size, unet_passes
 from ..weights import WeightsError
 from .colour import Colour, layout, resolve_matrix
 from .decode import Decoder, sample_frames
@@ -318,10 +318,14 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
     if s.temporal:
         # Likewise: states that lack the key were written with every frame on its own.
         params["temporal"] = s.temporal
+    if s.supersample != 1:
+        # Likewise: states that lack the key were written restoring to the output size.
+        params["supersample"] = s.supersample
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
                        out_full=out_colour.full_range, detail=detail, seed=s.seed, source=s.source,
-                       batch=batch, grid=s.grid, temporal=s.temporal, segment_frames=seg_frames)
+                       batch=batch, grid=s.grid, temporal=s.temporal, supersample=s.supersample,
+                       segment_frames=seg_frames)
     return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
                    start, duration)
 
@@ -337,12 +341,13 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
     check_source(model, job.engine.source)
     H, W = job.engine.out_size
     info = job.info
+    run = run_size(model, (info.height, info.width), (H, W), job.engine.supersample)
     shape = Shape(in_size=(info.height, info.width), out_size=(H, W), batch=job.batch,
                   passes=unet_passes(job.engine.detail),
                   in_frame_bytes=info.layout.frame_bytes(info.width, info.height),
                   out_frame_bytes=job.engine.out_layout.frame_bytes(W, H), decode_depth=max(8, 2 * job.batch),
                   encode_frames=encode_frames or job.budget, encoders=encoders or job.workers,
-                  temporal=bool(job.engine.temporal))
+                  temporal=bool(job.engine.temporal), run_area=run[0] * run[1] / (H * W))
     if max_minutes is None:
         max_minutes = CPU_MINUTES if device.type == "cpu" else None
     if max_minutes == float("inf"):
@@ -351,7 +356,7 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
                      model_name=model_name(model), detail=job.engine.detail, shape=shape,
                      frames=job.frames, max_memory_gib=max_memory, max_minutes=max_minutes,
                      source_kind=job.engine.source, grid=job.engine.grid, temporal=job.engine.temporal,
-                     source_guess=job.source_guess)
+                     source_guess=job.source_guess, run_size=run)
     if per_device > 1 and plan.gpu_bytes is not None:
         plan.gpu_bytes *= per_device
     if parallel > 1:

@@ -80,6 +80,11 @@ class Plan:
     grid: str = "fixed"               # --grid: the x8 grid fixed to the frame or following the picture
     temporal: float = 0.0             # --temporal: the temporal filter's strength (0: off)
     source_guess: str = ""            # how --source auto chose source_kind ("" when told)
+    run_size: tuple[int, int] | None = None  # what the model restores to, when more than the output
+
+    @property
+    def run_area(self) -> float:
+        return 1.0 if not self.run_size else self.run_size[0] * self.run_size[1] / (self.out_size[0] * self.out_size[1])
 
     def lines(self) -> list[str]:
         """The plan as a few lines for a person."""
@@ -92,8 +97,9 @@ class Plan:
         out = [f"plan: {self.source.name} -> {self.target.name}: {w}x{h} -> {W}x{H}, {frames}",
                f"  device {self.device_text}",
                f"  model  {self.model}, source {self.source_guess or self.source_kind}, grid {self.grid}, temporal {self.temporal:g}, "
-               f"detail {self.detail:g} "
-               f"({self.passes} UNet pass{'es' if self.passes > 1 else ''} a frame), batch {self.batch}; {mem}"]
+               f"detail {self.detail:g} ({self.passes} UNet pass{'es' if self.passes > 1 else ''} a frame"
+               + (f", restored at {self.run_size[1]}x{self.run_size[0]} and shrunk: --supersample" if self.run_size else "")
+               + f"), batch {self.batch}; {mem}"]
         if self.seconds is not None:
             out.append(f"  time   about {fmt_minutes(self.seconds)} for the model (measured warm-up)")
         out += [f"  note   {n}" for n in self.notes]
@@ -140,13 +146,14 @@ class Shape:
     encoders: int
     networks: int = 1                 # 2 when the source's network is built beside the model's
     temporal: bool = False            # the temporal filter's previous frame and its working tensors
+    run_area: float = 1.0             # the model's output pixels over the output's (--supersample)
 
 
 def estimate(model, device: torch.device, s: Shape) -> Costs:
     H, W = s.out_size
     h, w = s.in_size
     weights = s.networks * sum(p.numel() * p.element_size() for p in model.parameters())
-    working = s.batch * s.passes * H * W * working_bytes_per_pixel(model.config, model.dtype, device)
+    working = s.batch * s.passes * H * W * s.run_area * working_bytes_per_pixel(model.config, model.dtype, device)
     # The colour conversion's RGB in and out of the model, fp32.
     working += s.batch * 4 * 3 * (h * w + H * W)
     if s.temporal:  # one frame at a time: the kept frame, the moved one, the luma differences (fp32)
@@ -183,7 +190,7 @@ def model_seconds(plan: Plan, out_size: tuple[int, int] | None = None, passes: i
     if plan.seconds_per_pixel is None or not plan.frames:
         return None
     H, W = out_size or plan.out_size
-    return plan.frames * (passes or plan.passes) * H * W * plan.seconds_per_pixel
+    return plan.frames * (passes or plan.passes) * H * W * plan.run_area * plan.seconds_per_pixel
 
 
 def check(plan: Plan, model, shape: Shape, aspect: float) -> None:
@@ -249,7 +256,7 @@ def _with(shape: Shape, **changes) -> Shape:
 def make_plan(*, source: Path, target: Path, model, device: torch.device, model_name: str, detail: float,
               shape: Shape, frames: int | None, max_memory_gib: float | None,
               max_minutes: float | None, source_kind: str = "any", grid: str = "fixed",
-              temporal: float = 0.0, source_guess: str = "") -> Plan:
+              temporal: float = 0.0, source_guess: str = "", run_size: tuple[int, int] | None = None) -> Plan:
     """Estimate the job (measuring the model when a time limit applies or the job looks long)."""
     if source_kind in getattr(model, "source_deltas", {}):  # `GenDRPix.for_source` builds a second network
         shape = _with(shape, networks=2)
@@ -258,7 +265,8 @@ def make_plan(*, source: Path, target: Path, model, device: torch.device, model_
                 in_size=shape.in_size, out_size=shape.out_size, model=model_name, detail=detail,
                 passes=shape.passes, batch=shape.batch, frames=frames, host_bytes=costs.host,
                 gpu_bytes=costs.gpu, minutes_limit=max_minutes, source_kind=source_kind, grid=grid,
-                temporal=temporal, source_guess=source_guess)
+                temporal=temporal, source_guess=source_guess,
+                run_size=tuple(run_size) if run_size and tuple(run_size) != tuple(shape.out_size) else None)
     if max_memory_gib is not None:
         plan.host_limit = int(max_memory_gib * GiB)
         plan.gpu_limit = int(max_memory_gib * GiB) if costs.gpu is not None else None

@@ -68,6 +68,7 @@ RANGES: dict[str, Range] = {
     "scale": Range(0.25, 16),
     "detail": Range(0, 4),
     "temporal": Range(0, 0.95),
+    "supersample": Range(1, 2),
     "seed": Range(0, 2**31 - 1, integer=True),
     "batch": Range(1, 256, integer=True),
     "encoders": Range(1, 64, integer=True),
@@ -136,6 +137,7 @@ SCHEMA = {
     "source": _string(SOURCE_CHOICES),       # what the footage is: "auto" (guessed), "any" or "clean"
     "grid": _string(GRIDS),                  # "follow": the x8 grid moves with the picture; "fixed"
     "temporal": _number("temporal"),         # temporal filter strength; 0: every frame on its own
+    "supersample": _number("supersample"),   # restore to up to 2x the output size, then shrink (policy.run_size)
     "batch": _number("batch"),
     "encoders": _encoders,                   # segment encoders running in parallel
     "segment_frames": _number("segment_frames"),
@@ -200,6 +202,7 @@ class UpscaleSettings:
     source: str = AUTO                 # guessed per file; "any": may be damaged; "clean": a clean master
     grid: str = "follow"               # the model's x8 grid moves with the picture (steadier pans)
     temporal: float = DEFAULT_STRENGTH  # frames blended with the previous where they agree (temporal.py)
+    supersample: float = 1.0           # >1: the model restores to that much more, shrunk to the output
     batch: int = 4
     encoders: int | str = "auto"       # segment encoders in parallel
     segment_frames: int = 48
