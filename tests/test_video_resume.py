@@ -84,10 +84,10 @@ def test_resume_refuses_other_settings(clips, tiny_model, tmp_path, capsys, monk
 
 
 @pytest.mark.parametrize("key,unkeyed,keyed", [("source", "any", "clean"), ("grid", "fixed", "follow"),
-                                                ("temporal", 0.0, 0.7)])
+                                                ("temporal", 0.0, 0.7), ("supersample", 1.0, 1.5)])
 def test_resume_keeps_each_setting_that_changes_the_frames(clips, tmp_path, key, unkeyed, keyed):
-    """The source, the grid and the temporal filter are part of the job's identity: a resume with
-    another value is refused, naming the setting. The value that adds no key ("any", "fixed", 0)
+    """The source, the grid, the temporal filter and supersampling are part of the job's identity: a
+    resume with another value is refused, naming the setting. The value that adds no key ("any", "fixed", 0, 1)
     is how states written before the setting existed were made, so they resume as before."""
     from gendrpix_video.video.errors import VideoError
     from gendrpix_video.video.job import Job, workdir_of
