@@ -21,6 +21,24 @@ from gendrpix_video.training.metrics import psnr_y
 from gendrpix_video.training.realinput import RealInputSet, to_float
 
 
+def draw_crops(model, hrs, a, out: str, picks=(13, 7, 12), at=160, side=192) -> None:
+    from PIL import Image
+
+    rows = []
+    for i in picks:
+        hr = hrs[i:i + 1]
+        size = tuple(hr.shape[-2:])
+        lr = bicubic_down(hr, a.scale) if a.chain == "clean" else realistic_eval(hr, seed=i, scale=a.scale)
+        detail = resolve_detail(model, None, "clean")
+        with torch.inference_mode():
+            outs = [resize(lr, size), restore_any_scale(model, lr, size, detail, source="clean"),
+                    restore_any_scale(model, lr, size, detail, source="clean", supersample=1.5), hr]
+        rows.append(np.concatenate([(o[0, :, at:at + side, at:at + side].clamp(0, 1).permute(1, 2, 0).numpy() * 255)
+                                    .round().astype(np.uint8) for o in outs], 1))
+    im = Image.fromarray(np.concatenate(rows, 0))
+    im.resize((im.width * 2, im.height * 2), Image.NEAREST).save(out, quality=90)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", default="data/realinput.npz")
@@ -28,6 +46,8 @@ def main() -> None:
     ap.add_argument("--chain", choices=("clean", "realistic"), default="clean")
     ap.add_argument("--factors", default="1,1.25,1.5,1.75,2")
     ap.add_argument("--niqe", help="NIQE model (.npz) to score NIQE too")
+    ap.add_argument("--crops", metavar="JPG", help="also draw bicubic / clean K1 / clean K1.5 / ground truth "
+                                                   "of three crops (192 px at 160,160, shown x2) into JPG")
     a = ap.parse_args()
     model = load_model(device="cpu")
     hrs = to_float(RealInputSet(a.set).hr)
@@ -53,6 +73,8 @@ def main() -> None:
             if a.niqe:
                 niqe.setdefault(name, []).append(niqe_of((o[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
                                                          model=nm))
+    if a.crops:
+        draw_crops(model, hrs, a, a.crops)
     print(f"x{a.scale:g} {a.chain}, {len(hrs)} crops, Y-PSNR" + (" / NIQE" if a.niqe else ""))
     for name in psnr:
         print(f"  {name:14} {np.mean(psnr[name]):6.2f}" + (f" / {np.mean(niqe[name]):5.2f}" if a.niqe else ""))
