@@ -317,6 +317,7 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     assert main(["info"]) == 0
     printed = capsys.readouterr().out
     assert "default detail 1 (clean 0.25)  sources any,clean" in printed
+    assert "--source auto: damage detector " in printed and "damage.safetensors (threshold 0.37)" in printed
 
 
 def test_bench_flops_counts_a_wider_network_without_a_gpu(capsys):

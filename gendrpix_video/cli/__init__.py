@@ -53,6 +53,10 @@ def info(argv: list[str]) -> int:
         own = "".join(f" ({s} {d:g})" for s, d in m.source_details.items())
         print(f"  {m.name:10} {m.config:6} {m.size_bytes / 2**20:6.1f} MiB  "
               f"default detail {m.default_detail:g}{own}  sources {','.join(m.sources)}  {m.path}")
+    from ..damage import DETECTOR, load_detector
+
+    print(f"--source auto: damage detector {DETECTOR} (threshold {load_detector()[1]:g}): "
+          "a file under it gets the model's clean network, if it has one")
     print("configs:")
     for name, cfg in CONFIGS.items():
         n = count_parameters(build_model(name, device="meta"))
