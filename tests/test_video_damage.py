@@ -81,3 +81,21 @@ def test_strict_stops_at_damage_and_keeps_finished_segments(damaged, tiny_model,
     assert "damaged input at" in stdout
     assert f"({4 * len(kept)} resumed)" in stdout       # the kept segments were used, not redone
     assert file_fingerprint(src) == before
+
+
+def test_source_auto_looks_past_damage(damaged, tiny_source_model, tmp_path, capsys):
+    """--source auto samples frames over the whole file: damage where it seeks costs it frames,
+    never the run; a file of one frame gives that frame."""
+    from gendrpix_video.video.decode import sample_frames
+    from gendrpix_video.video.probe import probe
+
+    _, src = damaged
+    before = file_fingerprint(src)
+    frames = sample_frames(probe(src), 8)
+    assert 1 <= len(frames) <= 8 and all(f.ndim == 3 and f.shape[2] == 3 for f in frames)
+    code, _, err = run_upscale(capsys, src, "-o", tmp_path / "out.mkv", "--model", tiny_source_model,
+                               "--codec", "ffv1", "--pix-fmt", "yuv420p", "--scale", "2")
+    assert code == 0, err
+    assert "(auto: damage " in err and file_fingerprint(src) == before
+    one = make_clip(tmp_path / "one.mkv", codec="ffv1", pts_ms=[0])
+    assert len(sample_frames(probe(one), 8)) >= 1

@@ -214,19 +214,25 @@ def sample_frames(info: VideoInfo, count: int, *, start: float | None = None,
         times = [t0 + k * 2.0 for k in range(count)]
     tb = info.time_base
     out: list[np.ndarray] = []
+    seen: set = set()
     try:
         with av.open(str(info.path)) as c:
             vs = c.streams[info.stream_index]
             vs.thread_type = "AUTO"
             for t in times:
+                last = None
                 try:
                     c.seek(int(Fraction(t).limit_denominator(1 << 30) / tb), stream=vs, backward=True)
                     for n, frame in enumerate(c.decode(vs)):
+                        last = frame
                         if frame.pts is None or float(frame.pts * tb) >= t - 0.5 / rate or n >= max_decoded:
-                            out.append(frame.to_ndarray(format="rgb24"))
                             break
                 except av.error.FFmpegError:
-                    continue
+                    pass
+                # The frame at t, or the last one before it (a file shorter than its header says).
+                if last is not None and (last.pts is None or last.pts not in seen):
+                    seen.add(last.pts)
+                    out.append(last.to_ndarray(format="rgb24"))
     except av.error.FFmpegError:
         pass
     return out
