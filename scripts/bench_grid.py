@@ -7,23 +7,32 @@ yuv420p pan (2 input pixels a frame) to 2160p, the encoders left out (emit does 
 `--grid follow` adds is the motion estimate on the CPU before each batch and each frame padded on
 its own phase; the filter adds a bicubic warp, two local differences and a blend a frame on the
 GPU. Prints ms a frame for each setting, median of 3 timed passes after a warm-up pass.
-usage: python3 scripts/bench_grid.py [FRAMES] [BATCH]
+usage: python3 scripts/bench_grid.py [FRAMES] [BATCH] [--supersample K,...] [--sources any,clean]
+With --supersample (or --sources), the CLI's settings only (grid following, temporal filter) for
+each source's network at its own default detail and each K (`--supersample`: the model restores
+to K times the output and the result is shrunk): what `--source auto` and `--supersample` cost.
 """
+import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
 
 from gendrpix_video import load_model
+from gendrpix_video.policy import resolve_detail
 from gendrpix_video.temporal import DEFAULT_STRENGTH
 from gendrpix_video.video.colour import layout
 from gendrpix_video.video.decode import Frame
 from gendrpix_video.video.engine import Engine, EngineConfig
 
-frames_n = int(sys.argv[1]) if len(sys.argv) > 1 else 48
-batch = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+ap = argparse.ArgumentParser()
+ap.add_argument("frames", type=int, nargs="?", default=48)
+ap.add_argument("batch", type=int, nargs="?", default=4)
+ap.add_argument("--supersample", default=None, help="comma-separated K values")
+ap.add_argument("--sources", default=None, help="comma-separated sources (any, clean)")
+args = ap.parse_args()
+frames_n, batch = args.frames, args.batch
 h, w, step = 1080, 1920, 2
 rng = np.random.default_rng(0)
 spec = np.fft.rfft2(rng.normal(size=(h, w + step * frames_n)))
@@ -35,11 +44,18 @@ frames = [Frame(t, t, [np.ascontiguousarray(pic[:, step * t:step * t + w]), chro
           for t in range(frames_n)]
 lay = layout("yuv420p")
 model = load_model(None, device="cuda")
-for grid, temporal in (("fixed", 0.0), ("follow", 0.0), ("follow", DEFAULT_STRENGTH)):
+if args.supersample or args.sources:
+    runs = [("follow", DEFAULT_STRENGTH, src, float(k)) for src in (args.sources or "any").split(",")
+            for k in (args.supersample or "1").split(",")]
+else:
+    runs = [(grid, temporal, "any", 1.0) for grid, temporal in
+            (("fixed", 0.0), ("follow", 0.0), ("follow", DEFAULT_STRENGTH))]
+for grid, temporal, source, k in runs:
     torch.cuda.reset_peak_memory_stats()
     cfg = EngineConfig(in_layout=lay, in_size=(h, w), in_matrix=1, in_full=False, out_layout=layout("yuv420p10le"),
                        out_size=(2160, 3840), out_matrix=1, out_full=False, batch=batch, grid=grid,
-                       temporal=temporal, segment_frames=48)
+                       temporal=temporal, segment_frames=48, source=source, supersample=k,
+                       detail=resolve_detail(model, None, source))
     times = []
     for rep in range(4):
         eng = Engine(model, cfg, torch.device("cuda"))
@@ -50,5 +66,6 @@ for grid, temporal in (("fixed", 0.0), ("follow", 0.0), ("follow", DEFAULT_STREN
         torch.cuda.synchronize()
         if rep:
             times.append((time.perf_counter() - t0) / frames_n * 1000)
-    print(f"grid {grid}, temporal {temporal:g}: {statistics.median(times):.2f} ms a frame (passes {', '.join(f'{t:.2f}' for t in times)}), "
+    print(f"grid {grid}, temporal {temporal:g}, source {source}, supersample {k:g}: "
+          f"{statistics.median(times):.2f} ms a frame (passes {', '.join(f'{t:.2f}' for t in times)}), "
           f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
