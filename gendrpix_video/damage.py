@@ -5,8 +5,8 @@ A model with a network for clean sources restores clean input better than its de
 input worse. `guess_source` picks one for a whole clip from a few of its frames: a small CNN on
 luma (`DamageNet`, shipped as `weights/detectors/damage.safetensors`, made by
 `training/damage_fit.py` from the training photos) scores every pixel neighbourhood for damage;
-the scores are averaged over the frames, and over `threshold` the clip is damaged. One choice per
-clip, never per frame: switching networks between frames would flicker.
+the scores are averaged over windows of the frames, and over `threshold` the clip is damaged.
+One choice per clip, never per frame: switching networks between frames would flicker.
 """
 
 from __future__ import annotations
