@@ -289,7 +289,7 @@ def main(argv=None) -> int:
     a = sub.add_parser("patches")
     a.add_argument("--data", required=True)
     a.add_argument("--out", required=True)
-    a.add_argument("--n", type=int, default=8000)
+    a.add_argument("--n", type=int, default=16000)
     a.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("train")
     a.add_argument("--patches", required=True)
