@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--chain", choices=("clean", "realistic"), default="clean")
     ap.add_argument("--factors", default="1,1.25,1.5,1.75,2")
     ap.add_argument("--niqe", help="NIQE model (.npz) to score NIQE too")
+    ap.add_argument("--clean-details", help="comma-separated details for the clean network (default: its own)")
     ap.add_argument("--crops", metavar="JPG", help="also draw bicubic / clean K1 / clean K1.5 / ground truth "
                                                    "of three crops (192 px at 160,160, shown x2) into JPG")
     a = ap.parse_args()
@@ -63,11 +64,14 @@ def main() -> None:
         size = tuple(hr.shape[-2:])
         lr = bicubic_down(hr, a.scale) if a.chain == "clean" else realistic_eval(hr, seed=i, scale=a.scale)
         outs = {"bicubic": q(resize(lr, size))}
-        for src in ("any", "clean"):
+        runs = [("any", resolve_detail(model, None, "any"), "")]
+        runs += [("clean", float(d), f"@{float(d):g}") for d in a.clean_details.split(",")] if a.clean_details \
+            else [("clean", resolve_detail(model, None, "clean"), "")]
+        for src, detail, tag in runs:
             for k in factors:
                 with torch.inference_mode():
-                    outs[f"{src} K{k:g}"] = q(restore_any_scale(model, lr, size, resolve_detail(model, None, src),
-                                                                source=src, supersample=k))
+                    outs[f"{src}{tag} K{k:g}"] = q(restore_any_scale(model, lr, size, detail, source=src,
+                                                                    supersample=k))
         for name, o in outs.items():
             psnr.setdefault(name, []).append(float(psnr_y(o, hr)))
             if a.niqe:
