@@ -25,6 +25,7 @@ DETECTOR = Path(__file__).with_name("weights") / "detectors" / "damage.safetenso
 LUMA = (0.299, 0.587, 0.114)  # BT.601 weights, as the metrics' Y
 GUESS_FRAMES = 8              # frames a clip's guess looks at, spread over the clip
 TILE, TILE_GRID = 256, (2, 3)  # each frame is scored on 6 windows of 256 px (a 4K frame whole takes seconds)
+FLAT_LEVELS = 2.0             # windows whose luma varies less (8-bit levels, std) are not scored
 HIGH_PASS_GAIN = 16.0        # the detail input's scale: a level of noise becomes ~0.06
 AUTO = "auto"
 # What a user may say of a clip: one of the model's sources, or "auto" (guess it per clip).
@@ -91,6 +92,17 @@ def luma(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (x[:3] * w).sum(0)[None, None]
 
 
+def trim_bars(y: torch.Tensor) -> torch.Tensor:
+    """1 x 1 x H x W luma without the flat rows and columns at its edges (letterbox or pillarbox
+    bars): windows half on a bar would judge the bar."""
+    rows = y[0, 0].std(dim=1) * 255 >= FLAT_LEVELS
+    cols = y[0, 0].std(dim=0) * 255 >= FLAT_LEVELS
+    if not rows.any() or not cols.any():
+        return y
+    r, c = rows.nonzero()[:, 0], cols.nonzero()[:, 0]
+    return y[..., int(r[0]):int(r[-1]) + 1, int(c[0]):int(c[-1]) + 1]
+
+
 def tiles(y: torch.Tensor, size: int = TILE, grid: tuple[int, int] = TILE_GRID) -> torch.Tensor:
     """Up to rows x columns windows of `size` spread evenly over 1 x 1 x H x W `y` (the frame
     itself when it is smaller): N x 1 x size x size. A 4K frame costs what a few crops cost."""
@@ -110,11 +122,15 @@ def damage_probability(frames, net: DamageNet | None = None) -> tuple[float, int
     probs, n = [], 0
     with torch.inference_mode():
         for f in frames:
-            y = luma(f)
+            y = trim_bars(luma(f))
             if min(y.shape[-2:]) < 16:
                 continue
-            probs += torch.sigmoid(net.score(tiles(y))).tolist()
-            n += 1
+            t = tiles(y)
+            # A window with nothing in it (letterbox bars, a fade to black) says nothing of damage.
+            t = t[t.flatten(1).std(dim=1) * 255 >= FLAT_LEVELS]
+            if len(t):
+                probs += torch.sigmoid(net.score(t)).tolist()
+                n += 1
     return (float(np.mean(probs)) if probs else 1.0), n
 
 

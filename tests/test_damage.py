@@ -106,3 +106,19 @@ def test_a_large_frame_is_scored_on_tiles_spread_over_it():
     small = y[..., :100, :200]
     assert torch.equal(tiles(small), small)                             # smaller than a tile: whole
     assert tiles(y[..., :100, :]).shape == (3, 1, 100, TILE)           # one row of windows
+
+
+def test_bars_and_black_frames_say_nothing_of_damage():
+    """Letterbox and pillarbox bars are trimmed before the windows are cut, so a framed picture
+    scores as the picture; a black frame (a fade) is not scored at all."""
+    from gendrpix_video.damage import trim_bars
+
+    pic = _photo_lr()
+    h, w = pic.shape[:2]
+    boxed = np.zeros((h + 40, w + 60, 3), np.uint8)
+    boxed[20:20 + h, 30:30 + w] = pic
+    assert trim_bars(luma(boxed)).shape[-2:] == (h, w)
+    assert damage_probability([boxed])[0] == pytest.approx(damage_probability([pic])[0], abs=1e-6)
+    black = np.zeros((300, 400, 3), np.uint8)
+    assert damage_probability([black]) == (1.0, 0)
+    assert damage_probability([black, pic]) == damage_probability([pic])
