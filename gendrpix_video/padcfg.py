@@ -207,19 +207,21 @@ def restore_any_scale(model: GenDRPix, frames: torch.Tensor, size: tuple[int, in
     h, w = frames.shape[-2:]
     lo, hi = scale_range(model)
     s = max(size[0] / h, size[1] / w)
-    if s > hi * 1.0001:
-        mid = (round(h * hi), round(w * hi))
-        y = restore(model, frames, size=mid, detail=detail, seed=seed, source=source, positions=positions)
+    beyond = s > hi * 1.0001
+    if beyond:
+        run = (round(h * hi), round(w * hi))
+    else:
+        if s < lo * 0.9999:
+            pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
+            frames = F.interpolate(frames, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+            if positions is not None:  # in the shrunk input's pixels
+                positions = [(y * pre[0] / h, x * pre[1] / w) for y, x in positions]
+        run = run_size(model, frames.shape[-2:], size, supersample)
+    y = restore(model, frames, size=run, detail=detail, seed=seed, source=source, positions=positions)
+    if tuple(run) == tuple(size):
+        return y
+    if beyond:
         return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)
-    if s < lo * 0.9999:
-        pre = (max(1, round(size[0] / lo)), max(1, round(size[1] / lo)))
-        frames = F.interpolate(frames, size=pre, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-        if positions is not None:  # in the shrunk input's pixels
-            positions = [(y * pre[0] / h, x * pre[1] / w) for y, x in positions]
-    big = run_size(model, frames.shape[-2:], size, supersample)
-    if tuple(big) != tuple(size):
-        y = restore(model, frames, size=big, detail=detail, seed=seed, source=source, positions=positions)
-        # in fp32: half-precision antialiased resizing is missing on some devices
-        return F.interpolate(y.float(), size=size, mode="bicubic", align_corners=False,
-                             antialias=True).clamp_(0, 1).to(y.dtype)
-    return restore(model, frames, size=size, detail=detail, seed=seed, source=source, positions=positions)
+    # supersampled: shrunk in fp32 (half-precision antialiased resizing is missing on some devices)
+    return F.interpolate(y.float(), size=size, mode="bicubic", align_corners=False,
+                         antialias=True).clamp_(0, 1).to(y.dtype)

@@ -2,47 +2,30 @@
 
     .venv/bin/python scripts/bench_guess.py 1920 1080
 
-The clip (a scikit-image photo panning, x264 CRF 20, keyframes 10 s apart, so every look seeks
-and decodes forward) is written to /tmp first; the time printed is the decision alone: decoding
-the 8 frames (`decode.sample_frames`) and the detector on them (`damage.damage_probability`).
+The clip (`measure.bench_e2e.synth_clip`: x264 at CRF 12 with its default keyframe interval, 250
+frames, one keyframe, so every look seeks to the start and decodes forward: a heavy case) is
+written to /tmp first; the time printed is the decision alone: decoding the 8 frames
+(`decode.sample_frames`) and the detector on them (`damage.damage_probability`).
 """
 import sys
 import time
+from pathlib import Path
 
-import av
 import numpy as np
 import torch
-import torch.nn.functional as F
-from skimage import data
 
 from gendrpix_video.damage import GUESS_FRAMES, damage_probability
+from gendrpix_video.measure.bench_e2e import synth_clip
 from gendrpix_video.video.decode import sample_frames
 from gendrpix_video.video.pipeline import choose_source
 from gendrpix_video.video.presets import UpscaleSettings
 from gendrpix_video.video.probe import probe
 
 
-def make_clip(path: str, w: int, h: int, frames: int = 250) -> None:
-    photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float()[None] / 255
-    big = F.interpolate(photo, size=(h + 200, w + frames), mode="bicubic", align_corners=False).clamp(0, 1)
-    with av.open(path, "w") as out:
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "20", "keyint": str(frames)}
-        for i in range(frames):
-            f = (big[0, :, i % 200: i % 200 + h, i: i + w].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-
-
 def main() -> None:
     w, h = (int(v) for v in sys.argv[1:3]) if len(sys.argv) > 2 else (1920, 1080)
     path = f"/tmp/bench_guess_{w}x{h}.mkv"
-    make_clip(path, w, h)
+    synth_clip(Path(path), w, h, 250)
     info = probe(path)
     damage_probability([np.zeros((64, 64, 3), np.uint8)])  # load the detector outside the timing
     t0 = time.perf_counter()

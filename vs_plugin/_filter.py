@@ -489,8 +489,8 @@ def gendrpix(
         raise _err(f"grid must be 'fixed' or 'follow', got {grid!r}")
     try:
         supersample = policy.check_supersample(supersample)
-    except ValueError:
-        raise _err(f"supersample must be a number from 1 to 2, got {supersample!r}") from None
+    except ValueError as e:
+        raise _err(str(e)) from None
     if not _is_real(temporal) or not math.isfinite(temporal):
         raise _err(f"temporal must be a number between 0 and 0.95, got {temporal!r}")
     try:

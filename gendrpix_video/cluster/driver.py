@@ -340,8 +340,7 @@ def upscale_files(inputs: list[str | os.PathLike], dst: str | os.PathLike | None
                 fs, how = choose_source(info, settings, stand_in.sources, start=start, duration=duration)
                 plan = plan_job(src, r.target, info, fs, model_id=mid,
                                 detail=resolve_detail(stand_in, fs.detail, fs.source),
-                                device=f"ray:{device}", start=start, duration=duration)
-                plan.source_guess = how
+                                device=f"ray:{device}", start=start, duration=duration, source_guess=how)
                 times = frame_times(info, start, duration)
                 if not times:
                     raise VideoError(f"{src}: no video frames in the selected range")

@@ -248,7 +248,7 @@ def make_oracle(data, split: str, n: int, crop: int = 512, seed: int = 0, model=
     return {"lr": np.stack(lrs), "rows": json.dumps(rows)}
 
 
-def score_oracle(lrs: np.ndarray, rows: list[dict], p: np.ndarray, threshold: float) -> dict:
+def score_oracle(rows: list[dict], p: np.ndarray, threshold: float) -> dict:
     """Per chain family of an oracle set: how often damage probabilities `p` under `threshold`
     pick clean, how often clean was better, and the mean Y-PSNR of always "any", always "clean",
     the pick and the oracle."""
@@ -333,7 +333,7 @@ def main(argv=None) -> int:
             threshold = best_threshold(p, rows)
             set_threshold(args.detector, threshold, f"{args.oracle}: {len(rows)} crops")
             log(f"threshold {threshold} written to {args.detector}")
-        table = score_oracle(z["lr"], rows, p, threshold)
+        table = score_oracle(rows, p, threshold)
         print(f"threshold {threshold:g}\n")
         print("| chains | crops | picked clean | clean better | any | clean | auto | oracle |")
         print("|---|---|---|---|---|---|---|---|")

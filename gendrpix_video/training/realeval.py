@@ -144,13 +144,14 @@ def auto_method(model, device, seed: int = 0, supersample: float = 1.0):
     from ..damage import guess_source
     from ..policy import resolve_detail
 
+    per_source = {src: model_method(model, resolve_detail(model, None, src), device, seed, src, supersample)
+                  for src in model.sources}
+
     def make(fixed: str | None):
         def fn(lr, size, positions=None):
             src = fixed or guess_source(list(lr.float().cpu()), model.sources).source
             auto.picks[src] = auto.picks.get(src, 0) + 1
-            with torch.inference_mode():
-                return quantise(restore_any_scale(model, lr.to(device), size, resolve_detail(model, None, src),
-                                                  seed, source=src, positions=positions, supersample=supersample))
+            return per_source[src](lr, size, positions)
         fn.follows = True
         return fn
 

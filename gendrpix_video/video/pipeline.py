@@ -279,8 +279,10 @@ def check_job(src: Path, dst, s: UpscaleSettings, result: Result, *, resume: boo
 
 
 def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, model_id: str, detail: float,
-             device: str, start: float | None = None, duration: float | None = None) -> JobPlan:
-    """Output size, colour, encoder and engine settings, and the job's identity (`params`)."""
+             device: str, start: float | None = None, duration: float | None = None,
+             source_guess: str = "") -> JobPlan:
+    """Output size, colour, encoder and engine settings, and the job's identity (`params`);
+    `source_guess`: how `choose_source` decided `s.source`, for the plan."""
     out_lay = layout(s.pix_fmt)
     H, W = s.output_size((info.height, info.width))
     seg_frames = int(s.segment_frames)
@@ -327,7 +329,7 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
                        batch=batch, grid=s.grid, temporal=s.temporal, supersample=s.supersample,
                        segment_frames=seg_frames)
     return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
-                   start, duration)
+                   start, duration, source_guess)
 
 
 def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | None,
@@ -439,8 +441,7 @@ def _prepare(src: Path, target: Path, s: UpscaleSettings, info: VideoInfo, resul
     s, how = choose_source(info, s, tuple(getattr(model, "sources", ("any",))), start=start, duration=duration)
     detail = resolve_detail(model, s.detail, s.source)
     plan = plan_job(src, target, info, s, model_id=model_id(model), detail=detail, device=str(dev),
-                    start=start, duration=duration)
-    plan.source_guess = how
+                    start=start, duration=duration, source_guess=how)
     result.plan = preflight(plan, model, dev, max_memory=max_memory, max_minutes=max_minutes)
     if on_plan:
         on_plan(result.plan)

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from ..damage import AUTO, SOURCE_CHOICES
-from ..policy import output_size as policy_output_size
+from ..policy import SUPERSAMPLE_RANGE, output_size as policy_output_size
 from .colour import layout
 from .encode import CODECS, supported_pix_fmts
 from ..temporal import DEFAULT_STRENGTH
@@ -68,7 +68,7 @@ RANGES: dict[str, Range] = {
     "scale": Range(0.25, 16),
     "detail": Range(0, 4),
     "temporal": Range(0, 0.95),
-    "supersample": Range(1, 2),
+    "supersample": Range(*SUPERSAMPLE_RANGE),
     "seed": Range(0, 2**31 - 1, integer=True),
     "batch": Range(1, 256, integer=True),
     "encoders": Range(1, 64, integer=True),
