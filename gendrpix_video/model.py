@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import SHUFFLE, UNetConfig, get_config
+from .refiner import Refiner
 from .unet import Conditioning, UNet
 
 # Contexts: 0 = c_pos (the restoration prompt), 1 = c_neg (the softer, fidelity-leaning one);
@@ -29,9 +30,19 @@ DEFAULT_DETAIL = 1.0
 def source_default_detail(metadata: dict | None, source: str, fallback: float) -> float:
     """The detail a source's network runs at when none is given: its own, where the weights'
     metadata gives one (`sources[SOURCE]["default_detail"]`), else `fallback` (the model's)."""
+    return _source_value(metadata, source, "default_detail", fallback)
+
+
+def source_refine_strength(metadata: dict | None, source: str, fallback: float) -> float:
+    """The refiner's strength for a source's network: its own (`sources[SOURCE]["refine_strength"]`),
+    else `fallback` (the model's)."""
+    return _source_value(metadata, source, "refine_strength", fallback)
+
+
+def _source_value(metadata: dict | None, source: str, key: str, fallback: float) -> float:
     own = (metadata or {}).get("sources", {}).get(source, {})
-    if isinstance(own, dict) and own.get("default_detail") is not None:
-        return float(own["default_detail"])
+    if isinstance(own, dict) and own.get(key) is not None:
+        return float(own[key])
     return float(fallback)
 
 
@@ -46,6 +57,10 @@ class GenDRPix(nn.Module):
         if config.source_contexts:
             self.c_pos_clean = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
             self.c_neg_clean = nn.Parameter(torch.randn(config.context_tokens, config.cross_attention_dim) * 0.02)
+        # After the UNet at output resolution, for configs with one; `refine_strength` scales its
+        # correction (0: not run).
+        self.refine = Refiner(*config.refiner) if config.refiner else None
+        self.refine_strength = 1.0
         self.scale_range = DEFAULT_SCALE_RANGE
         # The detail the model was tuned for (PadCFG w): what `restore` uses when none is given.
         self.default_detail = DEFAULT_DETAIL
@@ -101,6 +116,7 @@ class GenDRPix(nn.Module):
             twin.load_state_dict({k: v + delta[k] if k in delta else v for k, v in state.items()})
         twin.scale_range = self.scale_range
         twin.default_detail = source_default_detail(self.metadata, source, self.default_detail)
+        twin.refine_strength = source_refine_strength(self.metadata, source, self.refine_strength)
         twin.metadata = {**self.metadata, "for_source": source}
         twin = twin.to(self.device, self.dtype).eval().requires_grad_(False)
         if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):

@@ -194,6 +194,8 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     y = parts[0][0] * _crop_each(out[:n], parts[0][1], size)
     if len(parts) == 2:
         y = y + parts[1][0] * _crop_each(out[n:], parts[1][1], size)
+    if model.refine is not None and model.refine_strength:
+        y = model.refine(y, x_up, model.refine_strength)
     # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
 

@@ -36,13 +36,22 @@ class WeightsError(ValueError):
 
 
 def model_tensors(model: GenDRPix) -> dict[str, torch.Tensor]:
+    """The stored tensors: the UNet's (without prefix), the contexts and the refiner's (`refine.`)."""
     sd = {k: v for k, v in model.unet.state_dict().items()}
     for name in model.context_names():
         sd[name] = getattr(model, name).detach()
+    if model.refine is not None:
+        sd.update({f"{REFINE_PREFIX}{k}": v for k, v in model.refine.state_dict().items()})
     return sd
 
 
+def state_name(model: GenDRPix, key: str) -> str:
+    """A stored tensor's name in the model's state dict."""
+    return key if key in model.context_names() or key.startswith(REFINE_PREFIX) else f"unet.{key}"
+
+
 DELTA_PREFIX = "source."
+REFINE_PREFIX = "refine."
 _Q4 = 7  # 4-bit symmetric levels: -7..7, stored +8 in a nibble
 
 
@@ -106,6 +115,7 @@ def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict |
         "config": model.config.to_json(),
         "scale_range": json.dumps(list(scale_range or model.scale_range)),
         "default_detail": json.dumps(float(default_detail if default_detail is not None else model.default_detail)),
+        "refine_strength": json.dumps(float(model.refine_strength)),
         "provenance": json.dumps(prov, sort_keys=True),
         "license": license or model.metadata.get("license", "unspecified"),
     }
@@ -203,6 +213,9 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
             d = v.get("default_detail")
             if d is not None and not (isinstance(d, (int, float)) and not isinstance(d, bool) and 0 <= d <= 4):
                 raise ValueError(f"source {src}'s default_detail must be in [0, 4], got {d!r}")
+            r = v.get("refine_strength")
+            if r is not None and not (isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r <= 2):
+                raise ValueError(f"source {src}'s refine_strength must be in [0, 2], got {r!r}")
     except ValueError as e:
         raise WeightsError(f"{path}: bad metadata: {e}") from None
     # A source's delta covers some of the network's tensors, each stored as `packed_shapes` says.
@@ -228,7 +241,11 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
         raise WeightsError(f"{path}: unreadable safetensors file: {e}") from None
     model = build_model(cfg, device="cpu")
     contexts = model.context_names()
-    model.unet.load_state_dict({k: v for k, v in tensors.items() if k in base and k not in contexts}, strict=True)
+    model.unet.load_state_dict({k: v for k, v in tensors.items()
+                                if k in base and k not in contexts and not k.startswith(REFINE_PREFIX)}, strict=True)
+    if model.refine is not None:
+        model.refine.load_state_dict({k.removeprefix(REFINE_PREFIX): v for k, v in tensors.items()
+                                      if k.startswith(REFINE_PREFIX)}, strict=True)
     with torch.no_grad():
         for name in contexts:
             getattr(model, name).copy_(tensors[name])
@@ -238,18 +255,22 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
         sr = tuple(float(v) for v in json.loads(meta.get("scale_range", "[1, 4]")))
         prov = json.loads(meta.get("provenance", "{}"))
         detail = float(json.loads(meta.get("default_detail", "1")))
+        strength = float(json.loads(meta.get("refine_strength", "1")))
     except (ValueError, TypeError) as e:
         raise WeightsError(f"{path}: bad metadata: {e}") from None
     if not (math.isfinite(detail) and 0 <= detail <= 4):
         raise WeightsError(f"{path}: bad metadata: default_detail must be in [0, 4], got {detail}")
+    if not (math.isfinite(strength) and 0 <= strength <= 2):
+        raise WeightsError(f"{path}: bad metadata: refine_strength must be in [0, 2], got {strength}")
     model.scale_range = sr
     model.default_detail = detail
+    model.refine_strength = strength
     model.metadata = {"provenance": prov, "license": meta.get("license", "unspecified"), "path": str(path),
                       "format_version": meta.get("format_version")}
     if sources:
         model.metadata["sources"] = sources
-        # unet. / c_* names of the state dict, as the twin network loads them
-        name_of = {k: k if k in model.context_names() else f"unet.{k}" for k in base}
+        # the state dict's names, as the twin network loads them
+        name_of = {k: state_name(model, k) for k in base}
         model.source_deltas = {
             src: {name_of[k]: unpack_delta({sfx: tensors[n] for sfx, n in parts.items()}, base[k])
                   for k, parts in keys.items()}

@@ -47,11 +47,11 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def downscale(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """x4 down with one of the kernels masters are made with."""
+def downscale(x: torch.Tensor, mode: str, scale: float = SCALE) -> torch.Tensor:
+    """Down by `scale` with one of the kernels masters are made with."""
     from PIL import Image
 
-    h, w = lr_size(*x.shape[-2:], SCALE)
+    h, w = lr_size(*x.shape[-2:], scale)
     if mode == "lanczos":
         ims = [Image.fromarray(a).resize((w, h), Image.LANCZOS) for a in to_u8(x)]
         return to_float(np.stack([np.asarray(i) for i in ims]))
@@ -72,15 +72,15 @@ def noisy(x: torch.Tensor, sigma: float, g: torch.Generator, grey: bool) -> torc
 
 
 def make_clip(hr: torch.Tensor, fam: str, rng: np.random.Generator, g: torch.Generator,
-              wide: bool = False) -> tuple[np.ndarray, dict]:
+              wide: bool = False, scale: float = SCALE) -> tuple[np.ndarray, dict]:
     """The middle LR frame (h x w x 3 uint8) of HR clip `hr` (CLIP x 3 x H x W) through chain
     family `fam` with random settings, and the settings. `wide`: the oracle's spread, which reaches
     into light damage (where either network may be better); otherwise the detector's training
-    ranges, clearly clean or clearly damaged."""
+    ranges, clearly clean or clearly damaged. `scale`: the downscale factor."""
     mode = str(rng.choice(["bicubic", "bicubic", "bilinear", "area", "lanczos"]))
     s = {"fam": fam, "mode": mode}
     if fam in ("clean", "clean_x264"):
-        x = downscale(hr, mode)
+        x = downscale(hr, mode, scale)
         if not wide and rng.random() < 0.3:  # sharpened masters
             a = float(rng.uniform(0.1, 0.6))
             x = (x + a * (x - blur(x, 1.0))).clamp(0, 1)
@@ -96,7 +96,7 @@ def make_clip(hr: torch.Tensor, fam: str, rng: np.random.Generator, g: torch.Gen
     s["blur"] = float(rng.uniform(0.3, 1.5)) if fam in ("realistic", "h264", "mpeg2") else 0.0
     lo = 0.5 if wide else {"noise": 2.5, "jpeg": 0.0}.get(fam, 0.5)
     s["noise"] = float(rng.uniform(lo, 12 if fam == "noise" else 8)) if fam != "jpeg" else 0.0
-    x = noisy(downscale(blur(hr, s["blur"]), mode), s["noise"], g, bool(rng.random() < 0.5))
+    x = noisy(downscale(blur(hr, s["blur"]), mode, scale), s["noise"], g, bool(rng.random() < 0.5))
     lr = to_u8(x)
     if fam in ("h264", "mpeg2") and rng.random() < 0.4:
         s["deint"] = True

@@ -364,8 +364,13 @@ def _train(args, group: distributed.Group) -> int:
     ckpt_path = out / "ckpt.safetensors"
     if args.init:
         model = load_weights(args.init, device=dev, dtype=torch.float32)
-        # Another source's delta was made for these weights, not for what training makes of them.
+        # Another source's delta was made for these weights, not for what training makes of them;
+        # so was a refiner, trained on this UNet's outputs.
         model.source_deltas = {}
+        if model.refine is not None:
+            from .refine_fit import with_refiner
+
+            model = with_refiner(model, None).to(dev)
     else:
         model = build_model(args.config, device=dev)
     model.train().requires_grad_(True)

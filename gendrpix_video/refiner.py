@@ -1,0 +1,50 @@
+"""The refiner: a small convolutional network at output resolution after the UNet (ours).
+
+The UNet works on x8-unshuffled pixels, so its finest features each cover 8 x 8 output pixels
+(2 x 2 input pixels at x4). It removes damage and draws texture there, but places edges and
+fine structure less precisely than a network that sees every pixel. The refiner sees the
+restored frame and the bicubic input at half the output resolution (x2 unshuffle) and adds a
+correction, `strength` times its output; its last layer starts at zero, so an untrained refiner
+changes nothing. Trained afterwards on the frozen UNet's outputs
+(`python -m gendrpix_video.training.refine_fit`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DOWN = 2  # x2 unshuffle: a quarter of the positions of full resolution, each with 4 pixels
+
+
+class _Block(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.a = nn.Conv2d(ch, ch, 3, padding=1)
+        self.b = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.b(F.leaky_relu(self.a(h), 0.1))
+
+
+class Refiner(nn.Module):
+    def __init__(self, channels: int = 32, blocks: int = 4):
+        super().__init__()
+        self.head = nn.Conv2d(6 * DOWN * DOWN, channels, 3, padding=1)
+        self.body = nn.Sequential(*[_Block(channels) for _ in range(blocks)])
+        self.tail = nn.Conv2d(channels, 3 * DOWN * DOWN, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, y: torch.Tensor, x_up: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """`y`: the restored frames, `x_up`: the bicubic input at the same size (N x 3 x H x W,
+        [0, 1], any H and W). Returns y plus `strength` times the correction (not clamped)."""
+        h, w = y.shape[-2:]
+        z = torch.cat([y * 2 - 1, x_up.to(y.dtype) * 2 - 1], 1)
+        ph, pw = (-h) % DOWN, (-w) % DOWN
+        if ph or pw:  # odd sizes: edge pixels repeated, cropped off again below
+            z = F.pad(z, (0, pw, 0, ph), mode="replicate")
+        feat = F.leaky_relu(self.head(F.pixel_unshuffle(z, DOWN)), 0.1)
+        r = F.pixel_shuffle(self.tail(self.body(feat)), DOWN)[..., :h, :w]
+        return y + r * (0.5 * strength)

@@ -1,0 +1,233 @@
+"""Train the refiner (`gendrpix_video/refiner.py`) on a frozen model's outputs and attach it.
+
+    python -m gendrpix_video.training.refine_fit bank --data data/photos --source clean --out runs/refine/clean.npz
+    python -m gendrpix_video.training.refine_fit train --bank runs/refine/clean.npz --out runs/refine/clean.safetensors
+    python -m gendrpix_video.training.refine_fit attach --refiner runs/refine/clean.safetensors \\
+        --strength clean=0.6 --out gendrpix_video/weights/default.safetensors
+
+`bank`: crops of the training photos (never the val split), made LR at scales drawn over the
+model's range through the chains a source's footage has (`damage_fit.make_clip`'s wide spread:
+clean masters, with and without a high-bitrate x264 encode, for `clean`; noise, JPEG, blur + noise
++ JPEG, H.264 and MPEG-2 for `any`), then restored by that source's network at its default detail.
+It stores the ground truth, the restored crop and the bicubic input (uint8). `train`: the refiner
+on random windows of the bank, L1 to the ground truth, Adam with a cosine schedule, CPU minutes; the
+last tenth of the bank is held back and its Y-PSNR gain reported. `attach`: the model with the
+refiner in its config, each source's strength in the weights' metadata (0: the refiner is not run
+for that source), the rest tensor for tensor as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..argparsing import OneLineParser
+from ..loading import load_model
+from ..model import SOURCES, GenDRPix, build_model
+from ..padcfg import resize, restore
+from ..policy import resolve_detail
+from ..refiner import Refiner
+from ..weights import save_weights
+from .damage_fit import CLIP, DAMAGED_FAMILIES, hr_clips, make_clip
+from .dataset import PhotoBank
+from .metrics import psnr_y
+from .realinput import to_float, to_u8
+
+FAMILIES = {"clean": (("clean", "clean_x264"), (0.7, 0.3)),
+            "any": (DAMAGED_FAMILIES, (0.15, 0.15, 0.2, 0.25, 0.25))}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: GenDRPix | None = None) -> dict:
+    model = model or load_model(device="cpu")
+    lo, hi = max(2.0, model.scale_range[0]), model.scale_range[1]
+    fams, probs = FAMILIES[source]
+    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    clips = hr_clips(PhotoBank.load(data, "train"), crop, rng)
+    detail = resolve_detail(model, None, source)
+    hrs, ys, ups, rows = [], [], [], []
+    t0 = time.time()
+    for i in range(n):
+        name, clip = next(clips)
+        # an even LR size, as the 4:2:0 codecs need
+        scale = crop / (2 * round(crop / float(rng.uniform(lo, hi)) / 2))
+        lr, s = make_clip(clip, str(rng.choice(fams, p=probs)), rng, g, wide=True, scale=scale)
+        x = to_float(lr[None])
+        with torch.inference_mode():
+            y = restore(model, x, size=(crop, crop), detail=detail, source=source)
+            up = resize(x, (crop, crop)).clamp(0, 1)
+        hrs.append(to_u8(clip[CLIP // 2: CLIP // 2 + 1])[0])
+        ys.append(to_u8(y)[0])
+        ups.append(to_u8(up)[0])
+        rows.append({"photo": name, "scale": round(scale, 3), **s})
+        if (i + 1) % 200 == 0:
+            log(f"{i + 1}/{n} crops, {time.time() - t0:.0f} s")
+    return {"hr": np.stack(hrs), "y": np.stack(ys), "up": np.stack(ups), "rows": json.dumps(rows),
+            "source": source, "detail": detail}
+
+
+def _planes(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+
+
+def held_out_gain(net: Refiner, y: torch.Tensor, up: torch.Tensor, hr: torch.Tensor) -> tuple[float, float]:
+    """Mean Y-PSNR of the restored crops and its gain with the refiner (outputs rounded to 8 bits)."""
+    with torch.no_grad():
+        out = torch.round(net(y, up).clamp(0, 1) * 255) / 255
+    base = np.mean([float(psnr_y(y[i:i + 1], hr[i:i + 1])) for i in range(len(y))])
+    refined = np.mean([float(psnr_y(out[i:i + 1], hr[i:i + 1])) for i in range(len(y))])
+    return float(base), float(refined - base)
+
+
+def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: float = 10.0, batch: int = 16,
+                  window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None) -> tuple[Refiner, dict]:
+    """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report."""
+    hr, y, up = _planes(bank["hr"]), _planes(bank["y"]), _planes(bank["up"])
+    window = min(window, hr.shape[-2], hr.shape[-1])
+    n_val = max(1, len(hr) // 10)
+    train_idx = torch.arange(n_val, len(hr))
+    torch.manual_seed(seed)
+    net = Refiner(channels, blocks)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    t0, step, budget = time.time(), 0, minutes * 60
+    while (step < steps) if steps is not None else (time.time() - t0 < budget):
+        frac = step / steps if steps is not None else (time.time() - t0) / budget
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        idx = train_idx[torch.randint(len(train_idx), (batch,), generator=g)]
+        oy = int(torch.randint(0, hr.shape[-2] - window + 1, (1,), generator=g))
+        ox = int(torch.randint(0, hr.shape[-1] - window + 1, (1,), generator=g))
+        views = [t[idx, :, oy:oy + window, ox:ox + window] for t in (y, up, hr)]
+        if torch.rand(1, generator=g) < 0.5:
+            views = [v.flip(-1) for v in views]
+        if torch.rand(1, generator=g) < 0.5:
+            views = [v.transpose(-1, -2) for v in views]
+        loss = F.l1_loss(net(views[0], views[1]), views[2])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 500 == 0:
+            log(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
+    net.eval()
+    base, gain = held_out_gain(net, y[:n_val], up[:n_val], hr[:n_val])
+    return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "batch": batch, "window": window,
+                 "lr": lr, "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
+
+
+def with_refiner(model: GenDRPix, refiner: Refiner | None) -> GenDRPix:
+    """A copy of `model` (on the CPU, fp32) with `refiner` after its UNet, or with none; the UNet,
+    contexts, source deltas and metadata as they were."""
+    cfg = model.config.replace(refiner=(refiner.head.out_channels, len(refiner.body)) if refiner else ())
+    new = build_model(cfg, device="cpu")
+    state = {k: v.detach().float().cpu() for k, v in model.state_dict().items() if not k.startswith("refine.")}
+    if refiner is not None:
+        state.update({f"refine.{k}": v.detach().float().cpu() for k, v in refiner.state_dict().items()})
+    new.load_state_dict(state, strict=True)
+    new.scale_range, new.default_detail = model.scale_range, model.default_detail
+    new.source_deltas = model.source_deltas
+    new.metadata = json.loads(json.dumps(model.metadata))
+    return new.eval()
+
+
+def attach(model: GenDRPix, refiner: Refiner, strengths: dict[str, float], provenance: dict) -> GenDRPix:
+    """`model` with `refiner` after its UNet; `strengths` per source (missing: 0, not run)."""
+    new = with_refiner(model, refiner)
+    new.refine_strength = float(strengths.get("any", 0.0))
+    meta = new.metadata
+    for src in model.sources:
+        if src != "any":
+            meta.setdefault("sources", {}).setdefault(src, {})["refine_strength"] = float(strengths.get(src, 0.0))
+    meta.setdefault("provenance", {})["refiner"] = provenance
+    return new
+
+
+def parse_strengths(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        src, _, value = item.partition("=")
+        if src not in SOURCES or not value:
+            raise SystemExit(f"--strength takes SOURCE=VALUE with SOURCE one of {', '.join(SOURCES)}, got {item!r}")
+        v = float(value)
+        if not 0 <= v <= 2:
+            raise SystemExit(f"--strength: {item!r} is outside 0-2")
+        out[src] = v
+    return out
+
+
+def main(argv=None) -> int:
+    ap = OneLineParser(prog="python -m gendrpix_video.training.refine_fit", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("bank")
+    a.add_argument("--data", required=True)
+    a.add_argument("--source", choices=("clean", "any"), default="clean")
+    a.add_argument("--model", default=None, help="model name or weights file (default: the shipped default)")
+    a.add_argument("--n", type=int, default=2000)
+    a.add_argument("--crop", type=int, default=192)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", required=True)
+    a = sub.add_parser("train")
+    a.add_argument("--bank", required=True)
+    a.add_argument("--channels", type=int, default=32)
+    a.add_argument("--blocks", type=int, default=4)
+    a.add_argument("--minutes", type=float, default=10.0)
+    a.add_argument("--steps", type=int, default=None, help="a fixed number of steps instead of --minutes")
+    a.add_argument("--batch", type=int, default=16)
+    a.add_argument("--window", type=int, default=96, help="training window in output pixels")
+    a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--out", required=True)
+    a = sub.add_parser("attach")
+    a.add_argument("--model", default=None, help="model name or weights file (default: the shipped default)")
+    a.add_argument("--refiner", required=True)
+    a.add_argument("--strength", action="append", default=[], metavar="SOURCE=VALUE",
+                   help="the refiner's strength for a source's network (repeatable; missing: 0)")
+    a.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    if args.cmd == "bank":
+        model = load_model(args.model, device="cpu", dtype=torch.float32)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, **make_bank(args.data, args.source, args.n, args.crop, args.seed, model))
+        log(f"wrote {args.out}")
+    elif args.cmd == "train":
+        from safetensors.torch import save_file
+
+        bank = dict(np.load(args.bank))
+        net, report = train_refiner(bank, args.channels, args.blocks, args.minutes, args.batch, args.window, args.lr,
+                                    steps=args.steps)
+        report.update(bank=str(args.bank), source=str(bank["source"]), detail=float(bank["detail"]))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, args.out,
+                  metadata={"report": json.dumps(report)})
+        print(json.dumps(report))
+    else:
+        from safetensors import safe_open
+
+        with safe_open(args.refiner, "pt") as f:
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+            report = json.loads((f.metadata() or {}).get("report", "{}"))
+        ch, blocks = state["head.weight"].shape[0], len([k for k in state if k.endswith(".a.weight")])
+        net = Refiner(ch, blocks)
+        net.load_state_dict(state, strict=True)
+        model = load_model(args.model, device="cpu", dtype=torch.float32)
+        strengths = parse_strengths(args.strength)
+        new = attach(model, net, strengths, {**report, "strength": strengths})
+        save_weights(new, args.out, dtype=torch.float16)
+        log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The refiner after the UNet (`gendrpix_video/refiner.py`) and its tool (`training/refine_fit.py`):
+it starts as the identity, runs per source at the strength the weights give, survives a save, and
+training it reduces the error it is trained on."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gendrpix_video.loading import load_model
+from gendrpix_video.padcfg import restore, restore_any_scale
+from gendrpix_video.refiner import Refiner
+from gendrpix_video.training import refine_fit
+from gendrpix_video.training import source_delta
+from gendrpix_video.training import train as train_mod
+from gendrpix_video.weights import WeightsError, read_header, save_weights
+
+from test_grid import _trained_tiny
+from test_source import _three_tiny
+from test_training import make_photo_set
+
+
+def _busy_refiner(channels=8, blocks=1, seed=0):
+    torch.manual_seed(seed)
+    net = Refiner(channels, blocks)
+    with torch.no_grad():
+        net.tail.weight.normal_(0, 0.05)
+    return net
+
+
+def _source_model(tmp_path):
+    base_p, from_p, to_p = _three_tiny(tmp_path)
+    out = tmp_path / "src.safetensors"
+    assert source_delta.main(["--base", str(base_p), "--from", str(from_p), "--to", str(to_p), "--out", str(out)]) == 0
+    return load_model(out, device="cpu", dtype=torch.float32)
+
+
+def test_an_untrained_refiner_changes_nothing():
+    m = _trained_tiny().eval()
+    r = refine_fit.with_refiner(m, Refiner(8, 2))
+    r.refine_strength = 1.0
+    x = torch.rand(2, 3, 13, 17)
+    for size, detail in [((26, 34), 1.0), ((39, 51), 0.25), ((27, 35), 0.0)]:  # odd sizes too
+        assert torch.allclose(restore(r, x, size, detail), restore(m, x, size, detail), atol=1e-6)
+
+
+def test_the_refiner_runs_per_source_at_its_strength_and_survives_a_save(tmp_path):
+    m = _source_model(tmp_path)
+    r = refine_fit.attach(m, _busy_refiner(), {"clean": 1.0}, {"test": True})
+    assert r.config.refiner == (8, 1) and r.refine_strength == 0.0
+    assert r.for_source("clean")[0].refine_strength == 1.0
+    x = torch.rand(2, 3, 13, 17)
+    size = (52, 68)
+    # source any: strength 0, the refiner is not run; source clean: the correction is added
+    assert torch.equal(restore(r, x, size, 0.25), restore(m, x, size, 0.25))
+    plain_clean = restore(m, x, size, 0.25, source="clean")
+    got = restore(r, x, size, 0.25, source="clean")
+    assert (got - plain_clean).abs().max() > 1e-3
+    path = save_weights(r, tmp_path / "r.safetensors", dtype=torch.float16)
+    meta = read_header(path)["__metadata__"]
+    assert json.loads(meta["refine_strength"]) == 0.0
+    assert json.loads(meta["sources"])["clean"]["refine_strength"] == 1.0
+    assert json.loads(meta["config"])["refiner"] == [8, 1]
+    back = load_model(path, device="cpu", dtype=torch.float32)
+    assert back.config.refiner == (8, 1) and back.for_source("clean")[0].refine_strength == 1.0
+    for k, v in r.refine.state_dict().items():
+        assert torch.equal(back.refine.state_dict()[k], v.half().float())
+    assert torch.allclose(restore_any_scale(back, x, size, 0.25, source="clean"), got, atol=5e-3)
+    again = load_model(save_weights(back, tmp_path / "again.safetensors"), device="cpu", dtype=torch.float32)
+    assert torch.equal(restore(again, x, size, 0.25, source="clean"), restore(back, x, size, 0.25, source="clean"))
+
+
+def test_a_bad_refine_strength_is_a_weights_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+    m = refine_fit.attach(_source_model(tmp_path), _busy_refiner(), {"clean": 1.0}, {})
+    path = save_weights(m, tmp_path / "r.safetensors")
+    meta, tensors = read_header(path)["__metadata__"], load_file(str(path))
+    for key, value, match in [("refine_strength", "7", "refine_strength must be in"),
+                              ("sources", json.dumps({"clean": {"refine_strength": -1}}), "refine_strength must be in")]:
+        save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, key: value})
+        with pytest.raises(WeightsError, match=match):
+            load_model(tmp_path / "bad.safetensors", device="cpu")
+    save_file({k: v for k, v in tensors.items() if not k.startswith("refine.")}, str(tmp_path / "cut.safetensors"),
+              metadata=meta)
+    with pytest.raises(WeightsError, match="missing 8 tensors .*refine.body.0.a.bias"):
+        load_model(tmp_path / "cut.safetensors", device="cpu")
+
+
+def _bank(n=24, size=48, seed=0):
+    """Ground truth: smooth random pictures with edges; 'restored': the same blurred, as a soft model leaves them."""
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.nn.functional.interpolate(torch.rand(n, 3, size // 8, size // 8, generator=g), size=(size, size),
+                                         mode="nearest")
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+    k = (k[:, None] * k[None, :]) / 256
+    soft = torch.nn.functional.conv2d(torch.nn.functional.pad(hr, (2, 2, 2, 2), mode="replicate"),
+                                      k.expand(3, 1, 5, 5), groups=3)
+    u8 = lambda t: (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
+    return {"hr": u8(hr), "y": u8(soft), "up": u8(soft), "source": np.array("clean"), "detail": np.array(0.25)}
+
+
+def test_training_the_refiner_reduces_the_error_it_is_trained_on():
+    net, report = refine_fit.train_refiner(_bank(), channels=8, blocks=1, batch=4, window=32, lr=3e-3, steps=150)
+    assert report["steps"] == 150 and report["held_back"] == 2
+    assert report["gain_db"] > 0.5
+
+
+def test_refine_fit_train_and_attach_write_a_model_with_the_refiner(tmp_path):
+    bank = tmp_path / "bank.npz"
+    np.savez(bank, **_bank())
+    ref = tmp_path / "ref.safetensors"
+    assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "20",
+                            "--batch", "4", "--out", str(ref)]) == 0
+    src = save_weights(_trained_tiny(), tmp_path / "m.safetensors", dtype=torch.float16)  # as attach writes
+    out = tmp_path / "out.safetensors"
+    assert refine_fit.main(["attach", "--model", str(src), "--refiner", str(ref), "--strength", "any=0.5",
+                            "--out", str(out)]) == 0
+    m = load_model(out, device="cpu", dtype=torch.float32)
+    assert m.config.refiner == (8, 1) and m.refine_strength == 0.5
+    prov = m.metadata["provenance"]["refiner"]
+    assert prov["steps"] == 20 and prov["strength"] == {"any": 0.5} and prov["source"] == "clean"
+    plain = load_model(src, device="cpu", dtype=torch.float32)
+    for k, v in plain.unet.state_dict().items():  # the UNet tensor for tensor
+        assert torch.equal(m.unet.state_dict()[k], v)
+    with pytest.raises(SystemExit, match="SOURCE=VALUE"):
+        refine_fit.main(["attach", "--refiner", str(ref), "--strength", "dirty=1", "--out", str(out)])
+
+
+def test_training_from_a_model_with_a_refiner_drops_it(tmp_path):
+    init = save_weights(refine_fit.attach(_trained_tiny(), _busy_refiner(), {"any": 1.0}, {}),
+                        tmp_path / "init.safetensors")
+    photos = make_photo_set(tmp_path / "photos")
+    out = tmp_path / "run"
+    assert train_mod.main(["--config", "tiny", "--init", str(init), "--data", str(photos), "--teacher", "test-bicubic",
+                           "--batch", "4", "--crop", "64", "--bank", "2", "--refresh", "1", "--device", "cpu",
+                           "--eval-every", "1000", "--max-steps", "1", "--out", str(out)]) == 0
+    assert load_model(out / "model.safetensors", device="cpu").config.refiner == ()
