@@ -47,9 +47,10 @@ def test_an_untrained_refiner_changes_nothing():
 
 def test_the_refiner_runs_per_source_at_its_strength_and_survives_a_save(tmp_path):
     m = _source_model(tmp_path)
-    r = refine_fit.attach(m, _busy_refiner(), {"clean": 1.0}, {"test": True})
+    r = refine_fit.attach(m, _busy_refiner(), {"clean": 1.0}, {"test": True}, details={"clean": 0.5})
     assert r.config.refiner == (8, 1) and r.refine_strength == 0.0
-    assert r.for_source("clean")[0].refine_strength == 1.0
+    assert r.for_source("clean")[0].refine_strength == 1.0 and r.for_source("clean")[0].default_detail == 0.5
+    assert r.default_detail == m.default_detail
     x = torch.rand(2, 3, 13, 17)
     size = (52, 68)
     # source any: strength 0, the refiner is not run; source clean: the correction is added
@@ -64,6 +65,7 @@ def test_the_refiner_runs_per_source_at_its_strength_and_survives_a_save(tmp_pat
     assert json.loads(meta["config"])["refiner"] == [8, 1]
     back = load_model(path, device="cpu", dtype=torch.float32)
     assert back.config.refiner == (8, 1) and back.for_source("clean")[0].refine_strength == 1.0
+    assert back.for_source("clean")[0].default_detail == 0.5
     for k, v in r.refine.state_dict().items():
         assert torch.equal(back.refine.state_dict()[k], v.half().float())
     assert torch.allclose(restore_any_scale(back, x, size, 0.25, source="clean"), got, atol=5e-3)
@@ -123,8 +125,11 @@ def test_refine_fit_train_and_attach_write_a_model_with_the_refiner(tmp_path):
     plain = load_model(src, device="cpu", dtype=torch.float32)
     for k, v in plain.unet.state_dict().items():  # the UNet tensor for tensor
         assert torch.equal(m.unet.state_dict()[k], v)
-    with pytest.raises(SystemExit, match="SOURCE=VALUE"):
-        refine_fit.main(["attach", "--refiner", str(ref), "--strength", "dirty=1", "--out", str(out)])
+    for bad, match in [(["--strength", "dirty=1"], "--strength takes SOURCE=VALUE"),
+                       (["--strength", "any=x"], "--strength takes SOURCE=VALUE"),
+                       (["--detail", "any=5"], "--detail: 'any=5' is outside 0-4")]:
+        with pytest.raises(SystemExit, match=match):
+            refine_fit.main(["attach", "--refiner", str(ref), *bad, "--out", str(out)])
 
 
 def test_training_from_a_model_with_a_refiner_drops_it(tmp_path):

@@ -13,7 +13,8 @@ It stores the ground truth, the restored crop and the bicubic input (uint8). `tr
 on random windows of the bank, L1 to the ground truth, Adam with a cosine schedule, CPU minutes; the
 last tenth of the bank is held back and its Y-PSNR gain reported. `attach`: the model with the
 refiner in its config, each source's strength in the weights' metadata (0: the refiner is not run
-for that source), the rest tensor for tensor as it was.
+for that source) and, with `--detail`, its default detail (the one the bank was restored at), the
+rest tensor for tensor as it was.
 """
 
 from __future__ import annotations
@@ -49,13 +50,15 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: GenDRPix | None = None) -> dict:
+def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: GenDRPix | None = None,
+              detail: float | None = None) -> dict:
+    """`n` crops restored by `source`'s network at `detail` (None: that network's default)."""
     model = model or load_model(device="cpu")
     lo, hi = max(2.0, model.scale_range[0]), model.scale_range[1]
     fams, probs = FAMILIES[source]
     rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     clips = hr_clips(PhotoBank.load(data, "train"), crop, rng)
-    detail = resolve_detail(model, None, source)
+    detail = resolve_detail(model, detail, source)
     hrs, ys, ups, rows = [], [], [], []
     t0 = time.time()
     for i in range(n):
@@ -142,27 +145,40 @@ def with_refiner(model: GenDRPix, refiner: Refiner | None) -> GenDRPix:
     return new.eval()
 
 
-def attach(model: GenDRPix, refiner: Refiner, strengths: dict[str, float], provenance: dict) -> GenDRPix:
-    """`model` with `refiner` after its UNet; `strengths` per source (missing: 0, not run)."""
+def attach(model: GenDRPix, refiner: Refiner, strengths: dict[str, float], provenance: dict,
+           details: dict[str, float] | None = None) -> GenDRPix:
+    """`model` with `refiner` after its UNet; `strengths` per source (missing: 0, not run);
+    `details`: new default details per source (the refiner learnt one network's outputs at one
+    detail; missing: as they were)."""
     new = with_refiner(model, refiner)
     new.refine_strength = float(strengths.get("any", 0.0))
+    details = details or {}
+    if "any" in details:
+        new.default_detail = float(details["any"])
     meta = new.metadata
     for src in model.sources:
         if src != "any":
-            meta.setdefault("sources", {}).setdefault(src, {})["refine_strength"] = float(strengths.get(src, 0.0))
+            own = meta.setdefault("sources", {}).setdefault(src, {})
+            own["refine_strength"] = float(strengths.get(src, 0.0))
+            if src in details:
+                own["default_detail"] = float(details[src])
     meta.setdefault("provenance", {})["refiner"] = provenance
     return new
 
 
-def parse_strengths(items: list[str]) -> dict[str, float]:
+def parse_per_source(items: list[str], flag: str, hi: float) -> dict[str, float]:
+    """`SOURCE=VALUE` items, each value in [0, hi]."""
     out = {}
     for item in items:
         src, _, value = item.partition("=")
-        if src not in SOURCES or not value:
-            raise SystemExit(f"--strength takes SOURCE=VALUE with SOURCE one of {', '.join(SOURCES)}, got {item!r}")
-        v = float(value)
-        if not 0 <= v <= 2:
-            raise SystemExit(f"--strength: {item!r} is outside 0-2")
+        try:
+            v = float(value)
+        except ValueError:
+            v = None
+        if src not in SOURCES or v is None:
+            raise SystemExit(f"{flag} takes SOURCE=VALUE with SOURCE one of {', '.join(SOURCES)}, got {item!r}")
+        if not 0 <= v <= hi:
+            raise SystemExit(f"{flag}: {item!r} is outside 0-{hi:g}")
         out[src] = v
     return out
 
@@ -177,6 +193,7 @@ def main(argv=None) -> int:
     a.add_argument("--model", default=None, help="model name or weights file (default: the shipped default)")
     a.add_argument("--n", type=int, default=2000)
     a.add_argument("--crop", type=int, default=192)
+    a.add_argument("--detail", type=float, default=None, help="the network's detail (default: its own)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True)
     a = sub.add_parser("train")
@@ -194,12 +211,14 @@ def main(argv=None) -> int:
     a.add_argument("--refiner", required=True)
     a.add_argument("--strength", action="append", default=[], metavar="SOURCE=VALUE",
                    help="the refiner's strength for a source's network (repeatable; missing: 0)")
+    a.add_argument("--detail", action="append", default=[], metavar="SOURCE=VALUE",
+                   help="a source's new default detail, the one its refiner was trained at (repeatable)")
     a.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "bank":
         model = load_model(args.model, device="cpu", dtype=torch.float32)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, **make_bank(args.data, args.source, args.n, args.crop, args.seed, model))
+        np.savez(args.out, **make_bank(args.data, args.source, args.n, args.crop, args.seed, model, args.detail))
         log(f"wrote {args.out}")
     elif args.cmd == "train":
         from safetensors.torch import save_file
@@ -222,8 +241,13 @@ def main(argv=None) -> int:
         net = Refiner(ch, blocks)
         net.load_state_dict(state, strict=True)
         model = load_model(args.model, device="cpu", dtype=torch.float32)
-        strengths = parse_strengths(args.strength)
-        new = attach(model, net, strengths, {**report, "strength": strengths})
+        strengths = parse_per_source(args.strength, "--strength", 2.0)
+        details = parse_per_source(args.detail, "--detail", 4.0)
+        new = attach(model, net, strengths, {**report, "strength": strengths}, details)
+        src, at = report.get("source"), report.get("detail")
+        if src in new.sources and at is not None and resolve_detail(new, None, src) != at:
+            log(f"note: the refiner learnt source {src}'s outputs at detail {at:g}; that network now runs at "
+                f"{resolve_detail(new, None, src):g} (--detail {src}={at:g} to match)")
         save_weights(new, args.out, dtype=torch.float16)
         log(f"wrote {args.out}")
     return 0
