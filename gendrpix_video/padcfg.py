@@ -195,7 +195,9 @@ def restore(model: GenDRPix, frames: torch.Tensor, size: tuple[int, int], detail
     if len(parts) == 2:
         y = y + parts[1][0] * _crop_each(out[n:], parts[1][1], size)
     if model.refine is not None and model.refine_strength:
-        y = model.refine(y, x_up, model.refine_strength)
+        # a frame at a time: its full-resolution activations are the largest tensors of a restore
+        for i in range(n):
+            y[i:i + 1] = model.refine(y[i:i + 1], x_up[i:i + 1], model.refine_strength)
     # A device-to-host copy must complete before the caller reads it: blocking there.
     return y.clamp_(0, 1).to(frames.device, frames.dtype, non_blocking=frames.device == y.device)
 
