@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .model import DEFAULT_DETAIL, SOURCES, GenDRPix, source_default_detail
+from .model import DEFAULT_DETAIL, SOURCES, GenDRPix, source_default_detail, source_refine_strength
 from .policy import inference_dtype, pick_device
 from .weights import WeightsError, load_weights, read_header
 
@@ -29,6 +29,7 @@ class ModelInfo:
     size_bytes: int
     sources: tuple[str, ...] = ("any",)
     source_details: dict[str, float] = field(default_factory=dict)  # sources with a default of their own
+    refiner: dict[str, float] = field(default_factory=dict)  # sources whose network runs the refiner, its strength
 
 
 def shipped_models() -> dict[str, Path]:
@@ -44,10 +45,15 @@ def list_models(pattern: str = "*") -> list[ModelInfo]:
         meta = read_header(path).get("__metadata__", {})
         sources = {"sources": json.loads(meta.get("sources", "{}"))}
         own = {s: source_default_detail(sources, s, math.nan) for s in sources["sources"]}
+        refiner = {}
+        if json.loads(meta.get("config", "{}")).get("refiner"):
+            base = float(json.loads(meta.get("refine_strength", "1")))
+            refiner = {s: source_refine_strength(sources, s, base) for s in model_sources(meta)}
         out.append(ModelInfo(name, path, meta.get("config_name", "?"),
                              float(json.loads(meta.get("default_detail", str(DEFAULT_DETAIL)))),
                              path.stat().st_size, model_sources(meta),
-                             {s: d for s, d in own.items() if not math.isnan(d)}))
+                             {s: d for s, d in own.items() if not math.isnan(d)},
+                             {s: v for s, v in refiner.items() if v > 0}))
     return out
 
 

@@ -123,6 +123,10 @@ def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict |
         meta["sources"] = json.dumps(sources, sort_keys=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    # safetensors creates the file owner-only; a weights file is shared like any other output
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
     os.replace(tmp, path)
     return path
 

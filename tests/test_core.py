@@ -1,6 +1,8 @@
 """The core: network, PadCFG, weights file. CPU, tiny config."""
 
 import json
+import os
+import stat
 import struct
 
 import pytest
@@ -171,6 +173,12 @@ def test_save_load_round_trip(tiny, tmp_path):
     assert m.metadata["provenance"]["steps"] == 12 and m.metadata["license"] == "Apache-2.0"
     x = torch.rand(1, 3, 16, 16)
     assert torch.equal(restore(m, x, (32, 32), detail=1.4), restore(tiny, x, (32, 32), detail=1.4))
+    # the file's mode follows the umask, as other outputs do (safetensors alone makes it owner-only)
+    mask = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(save_weights(tiny, tmp_path / "m.safetensors").stat().st_mode) == 0o644
+    finally:
+        os.umask(mask)
 
 
 def test_save_fp16_for_shipping(tiny, tmp_path):
@@ -305,18 +313,22 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     assert [st["stage"] for st in prov["stages"]] == [1, 2, 2, 2, 2, 2, 2] and prov["gpu_minutes"] > 0
     assert prov["stages"][-1]["video_fraction"] > 0  # its last stage saw codec degradations
     assert prov["stages"][-1]["pattern_weight"] > 0  # and the pattern loss
-    # the clean source's network runs at its own default detail, as it was chosen
+    # the clean source's network runs the refiner, at the detail its refiner was trained at
     from gendrpix_video.policy import resolve_detail
-    assert resolve_detail(m, None, "clean") == 0.25 and m.for_source("clean")[0].default_detail == 0.25
+    clean = m.for_source("clean")[0]
+    assert resolve_detail(m, None, "clean") == 1.0 and clean.default_detail == 1.0
+    assert m.config.refiner == (32, 4) and m.refine_strength == 0.0 and clean.refine_strength == 0.75
+    assert prov["refiner"]["source"] == "clean" and prov["refiner"]["detail"] == 1.0
     from gendrpix_video.loading import list_models
-    assert list_models("default")[0].source_details == {"clean": 0.25}
+    info = list_models("default")[0]
+    assert info.source_details == {"clean": 1.0} and info.refiner == {"clean": 0.75}
     # clean sources get their own network: a run on clean batches alone, stored as a delta
     assert m.sources == ("any", "clean")
     assert all(st["clean_fraction"] == 1.0 for st in m.metadata["sources"]["clean"]["stages"])
     assert "Apache-2.0" in m.metadata["license"]
     assert main(["info"]) == 0
     printed = capsys.readouterr().out
-    assert "default detail 1 (clean 0.25)  sources any,clean" in printed
+    assert "default detail 1 (clean 1)  sources any,clean  refiner clean" in printed
     assert "--source auto: damage detector " in printed and "damage.safetensors (threshold 0.37)" in printed
 
 

@@ -51,8 +51,9 @@ def info(argv: list[str]) -> int:
     print("shipped models:")
     for m in list_models():
         own = "".join(f" ({s} {d:g})" for s, d in m.source_details.items())
+        refined = f"  refiner {','.join(m.refiner)}" if m.refiner else ""
         print(f"  {m.name:10} {m.config:6} {m.size_bytes / 2**20:6.1f} MiB  "
-              f"default detail {m.default_detail:g}{own}  sources {','.join(m.sources)}  {m.path}")
+              f"default detail {m.default_detail:g}{own}  sources {','.join(m.sources)}{refined}  {m.path}")
     from ..damage import DETECTOR, load_detector
 
     print(f"--source auto: damage detector {DETECTOR} (threshold {load_detector()[1]:g}): "

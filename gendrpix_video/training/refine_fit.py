@@ -226,7 +226,9 @@ def main(argv=None) -> int:
         bank = dict(np.load(args.bank))
         net, report = train_refiner(bank, args.channels, args.blocks, args.minutes, args.batch, args.window, args.lr,
                                     steps=args.steps)
-        report.update(bank=str(args.bank), source=str(bank["source"]), detail=float(bank["detail"]))
+        report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
+                      source=str(bank["source"]), detail=float(bank["detail"]), channels=args.channels,
+                      blocks=args.blocks)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, args.out,
                   metadata={"report": json.dumps(report)})
