@@ -19,7 +19,7 @@ from gendrpix_video.padcfg import restore
 from gendrpix_video.policy import resolve_detail
 from gendrpix_video.training.degrade import bicubic_down
 from gendrpix_video.training.metrics import psnr_y
-from gendrpix_video.training.realinput import DAMAGED, RealInputSet, to_float
+from gendrpix_video.training.realinput import DAMAGED, RealInputSet, to_float, to_u8
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--model", default=None, help="weights file (default: the shipped default)")
@@ -58,6 +58,6 @@ for strength in (float(v) for v in a.strengths.split(",")):
             for i in range(len(hrs)):
                 y = torch.round(restore(net, lrs[i:i + 1], size, detail).clamp(0, 1) * 255) / 255
                 psnrs.append(float(psnr_y(y, hrs[i:i + 1])))
-                outs.append((y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+                outs.append(to_u8(y)[0])
         extra = f"  NIQE {np.mean(niqe(outs)):.3f}" if niqe else ""
         print(f"strength {strength:g}  detail {detail:g}  {name:9} Y-PSNR {np.mean(psnrs):.3f}{extra}", flush=True)
