@@ -134,6 +134,25 @@ def test_refine_fit_train_and_attach_write_a_model_with_the_refiner(tmp_path):
             refine_fit.main(["attach", "--refiner", str(ref), *bad, "--out", str(out)])
 
 
+def test_refine_fit_joins_banks_and_trains_against_an_adversary_from_a_refiner(tmp_path):
+    a, b, other = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "other.npz"
+    np.savez(a, **_bank(seed=0))
+    np.savez(b, **_bank(seed=1))
+    np.savez(other, **{**_bank(seed=2), "detail": np.array(1.0)})
+    first = tmp_path / "first.safetensors"
+    assert refine_fit.main(["train", "--bank", str(a), "--channels", "8", "--blocks", "1", "--steps", "60",
+                            "--batch", "4", "--window", "32", "--lr", "3e-3", "--out", str(first)]) == 0
+    start = refine_fit._load_refiner_state(str(first))[0]
+    torch.manual_seed(0)
+    net, report = refine_fit.train_refiner(refine_fit.load_banks([str(a), str(b)]), batch=4, window=32, lr=1e-3,
+                                           steps=10, adv_weight=0.05, pattern_weight=1.0, init=start)
+    assert report["held_back"] == 4 and report["adv_weight"] == 0.05 and report["init"]
+    assert net.head.out_channels == 8 and len(net.body) == 1  # the shape of the refiner it started from
+    assert any(not torch.equal(v, start[k]) for k, v in net.state_dict().items())
+    with pytest.raises(SystemExit, match="holds source clean at detail 1"):
+        refine_fit.load_banks([str(a), str(other)])
+
+
 def test_training_from_a_model_with_a_refiner_drops_it(tmp_path):
     init = save_weights(refine_fit.attach(_trained_tiny(), _busy_refiner(), {"any": 1.0}, {}),
                         tmp_path / "init.safetensors")

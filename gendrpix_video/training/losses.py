@@ -1,5 +1,5 @@
 """Training losses: masked Fourier loss, the pattern loss, RandPad, the G1-feature discriminator
-and perceptual term."""
+and perceptual term, and a small pixel discriminator for the refiner."""
 
 from __future__ import annotations
 
@@ -121,3 +121,23 @@ def perceptual_loss(trunk: G1Features, y: torch.Tensor, target: torch.Tensor) ->
     """L_P: L1 between frozen G1 features of the output and of the target, level by level (ours)."""
     fy, ft = trunk(y), trunk(target)
     return sum(F.l1_loss(a, b.detach()) for a, b in zip(fy, ft)) / len(fy)
+
+
+class PixelDiscriminator(nn.Module):
+    """A patch discriminator on output pixels for the refiner (ours): spectrally normalised
+    convolutions, two stride-2 steps, a logit per patch of about 22 px. It sees every pixel, so a
+    mesh at the refiner's x2 or the UNet's x8 period is as visible to it as a soft edge."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(3, width, 3, padding=1)), act(),
+            sn(nn.Conv2d(width, width * 2, 4, 2, 1)), act(),
+            sn(nn.Conv2d(width * 2, width * 4, 4, 2, 1)), act(),
+            sn(nn.Conv2d(width * 4, width * 4, 3, padding=1)), act(),
+            sn(nn.Conv2d(width * 4, 1, 3, padding=1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)

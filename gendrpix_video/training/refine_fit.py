@@ -11,7 +11,10 @@ clean masters, with and without a high-bitrate x264 encode, for `clean`; noise, 
 + JPEG, H.264 and MPEG-2 for `any`), then restored by that source's network at its default detail.
 It stores the ground truth, the restored crop and the bicubic input (uint8). `train`: the refiner
 on random windows of the bank, L1 to the ground truth, Adam with a cosine schedule, CPU minutes; the
-last tenth of the bank is held back and its Y-PSNR gain reported. `attach`: the model with the
+last tenth of the bank is held back and its Y-PSNR gain reported. `--adv-weight` adds a patch
+discriminator on output pixels (windows at random offsets, so every phase of the x2 and x8 grids),
+`--pattern-weight` the pattern loss (texture at one period the scene lacks), `--init` starts from a
+trained refiner (an L1 fit, say, then the adversary). `attach`: the model with the
 refiner in its config, each source's strength in the weights' metadata (0: the refiner is not run
 for that source) and, with `--detail`, its default detail (the one the bank was restored at), the
 rest tensor for tensor as it was.
@@ -39,6 +42,7 @@ from ..refiner import Refiner
 from ..weights import save_weights
 from .damage_fit import CLIP, DAMAGED_FAMILIES, hr_clips, make_clip
 from .dataset import PhotoBank
+from .losses import PixelDiscriminator, pattern_loss
 from .metrics import psnr_y
 from .realinput import to_float, to_u8
 
@@ -80,6 +84,18 @@ def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: 
             "source": source, "detail": detail}
 
 
+def load_banks(paths: list[str]) -> dict:
+    """Banks of one source and detail (made with different seeds, say) joined into one."""
+    banks = [dict(np.load(p)) for p in paths]
+    for p, b in zip(paths[1:], banks[1:]):
+        if str(b["source"]) != str(banks[0]["source"]) or float(b["detail"]) != float(banks[0]["detail"]):
+            raise SystemExit(f"refine_fit: {p} holds source {b['source']} at detail {float(b['detail']):g}, "
+                             f"{paths[0]} source {banks[0]['source']} at {float(banks[0]['detail']):g}")
+    out = {k: np.concatenate([b[k] for b in banks]) for k in ("hr", "y", "up")}
+    rows = [r for b in banks for r in json.loads(str(b.get("rows", "[]")))]
+    return {**out, "rows": json.dumps(rows), "source": banks[0]["source"], "detail": banks[0]["detail"]}
+
+
 def _planes(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
 
@@ -94,15 +110,25 @@ def held_out_gain(net: Refiner, y: torch.Tensor, up: torch.Tensor, hr: torch.Ten
 
 
 def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: float = 10.0, batch: int = 16,
-                  window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None) -> tuple[Refiner, dict]:
-    """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report."""
-    hr, y, up = _planes(bank["hr"]), _planes(bank["y"]), _planes(bank["up"])
+                  window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None,
+                  adv_weight: float = 0.0, pattern_weight: float = 0.0,
+                  init: dict | None = None, device: str = "cpu") -> tuple[Refiner, dict]:
+    """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
+    `init`: a refiner's state to start from (its channels and blocks win). Returned on the CPU."""
+    hr, y, up = (_planes(bank[k]).to(device) for k in ("hr", "y", "up"))
     window = min(window, hr.shape[-2], hr.shape[-1])
     n_val = max(1, len(hr) // 10)
     train_idx = torch.arange(n_val, len(hr))
     torch.manual_seed(seed)
+    if init is not None:
+        channels, blocks = init["head.weight"].shape[0], len([k for k in init if k.endswith(".a.weight")])
     net = Refiner(channels, blocks)
+    if init is not None:
+        net.load_state_dict(init, strict=True)
+    net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    disc = PixelDiscriminator().to(device) if adv_weight > 0 else None
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99)) if disc else None
     g = torch.Generator().manual_seed(seed)
     t0, step, budget = time.time(), 0, minutes * 60
     while (step < steps) if steps is not None else (time.time() - t0 < budget):
@@ -117,7 +143,17 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
             views = [v.flip(-1) for v in views]
         if torch.rand(1, generator=g) < 0.5:
             views = [v.transpose(-1, -2) for v in views]
-        loss = F.l1_loss(net(views[0], views[1]), views[2])
+        out = net(views[0], views[1])
+        loss = F.l1_loss(out, views[2])
+        if pattern_weight > 0:
+            loss = loss + pattern_weight * pattern_loss(out, views[2])
+        if disc is not None:
+            # non-saturating GAN; the discriminator's step on this batch before the refiner's
+            d_loss = (F.softplus(-disc(views[2])).mean() + F.softplus(disc(out.detach())).mean())
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            loss = loss + adv_weight * F.softplus(-disc(out)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -126,8 +162,11 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
             log(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
     net.eval()
     base, gain = held_out_gain(net, y[:n_val], up[:n_val], hr[:n_val])
-    return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "batch": batch, "window": window,
-                 "lr": lr, "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
+    net.cpu()
+    return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
+                 "batch": batch, "window": window,
+                 "lr": lr, "adv_weight": adv_weight, "pattern_weight": pattern_weight, "init": init is not None,
+                 "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
 
 
 def with_refiner(model: GenDRPix, refiner: Refiner | None) -> GenDRPix:
@@ -183,6 +222,14 @@ def parse_per_source(items: list[str], flag: str, hi: float) -> dict[str, float]
     return out
 
 
+def _load_refiner_state(path: str) -> tuple[dict, dict]:
+    """A refiner file's tensors (fp32) and its training report."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return {k: f.get_tensor(k).float() for k in f.keys()}, json.loads((f.metadata() or {}).get("report", "{}"))
+
+
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m gendrpix_video.training.refine_fit", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,7 +244,7 @@ def main(argv=None) -> int:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True)
     a = sub.add_parser("train")
-    a.add_argument("--bank", required=True)
+    a.add_argument("--bank", required=True, help="a bank (.npz), or several joined by commas")
     a.add_argument("--channels", type=int, default=32)
     a.add_argument("--blocks", type=int, default=4)
     a.add_argument("--minutes", type=float, default=10.0)
@@ -205,6 +252,10 @@ def main(argv=None) -> int:
     a.add_argument("--batch", type=int, default=16)
     a.add_argument("--window", type=int, default=96, help="training window in output pixels")
     a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
+    a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
+    a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
+    a.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
     a.add_argument("--out", required=True)
     a = sub.add_parser("attach")
     a.add_argument("--model", default=None, help="model name or weights file (default: the shipped default)")
@@ -223,9 +274,11 @@ def main(argv=None) -> int:
     elif args.cmd == "train":
         from safetensors.torch import save_file
 
-        bank = dict(np.load(args.bank))
+        bank = load_banks(args.bank.split(","))
+        init = _load_refiner_state(args.init)[0] if args.init else None
         net, report = train_refiner(bank, args.channels, args.blocks, args.minutes, args.batch, args.window, args.lr,
-                                    steps=args.steps)
+                                    steps=args.steps, adv_weight=args.adv_weight,
+                                    pattern_weight=args.pattern_weight, init=init, device=args.device)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=args.channels,
                       blocks=args.blocks)
@@ -234,11 +287,7 @@ def main(argv=None) -> int:
                   metadata={"report": json.dumps(report)})
         print(json.dumps(report))
     else:
-        from safetensors import safe_open
-
-        with safe_open(args.refiner, "pt") as f:
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-            report = json.loads((f.metadata() or {}).get("report", "{}"))
+        state, report = _load_refiner_state(args.refiner)
         ch, blocks = state["head.weight"].shape[0], len([k for k in state if k.endswith(".a.weight")])
         net = Refiner(ch, blocks)
         net.load_state_dict(state, strict=True)
