@@ -96,8 +96,9 @@ def load_banks(paths: list[str]) -> dict:
     return {**out, "rows": json.dumps(rows), "source": banks[0]["source"], "detail": banks[0]["detail"]}
 
 
-def _planes(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+def _planes(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    # to the device as uint8 first: a bank in fp32 is four times its size
+    return torch.from_numpy(a).to(device).permute(0, 3, 1, 2).float() / 255
 
 
 def held_out_gain(net: Refiner, y: torch.Tensor, up: torch.Tensor, hr: torch.Tensor) -> tuple[float, float]:
@@ -115,7 +116,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   init: dict | None = None, device: str = "cpu") -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels and blocks win). Returned on the CPU."""
-    hr, y, up = (_planes(bank[k]).to(device) for k in ("hr", "y", "up"))
+    hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
     window = min(window, hr.shape[-2], hr.shape[-1])
     n_val = max(1, len(hr) // 10)
     train_idx = torch.arange(n_val, len(hr))
