@@ -153,6 +153,29 @@ def test_refine_fit_joins_banks_and_trains_against_an_adversary_from_a_refiner(t
         refine_fit.load_banks([str(a), str(other)])
 
 
+def test_a_bank_with_a_teacher_trains_the_refiner_towards_the_teachers_output(tmp_path):
+    photos = make_photo_set(tmp_path / "photos")
+    src = save_weights(_trained_tiny(), tmp_path / "m.safetensors")
+    bank = tmp_path / "bank.npz"
+    assert refine_fit.main(["bank", "--data", str(photos), "--model", str(src), "--source", "any", "--n", "6",
+                            "--crop", "64", "--teacher", "test-bicubic", "--out", str(bank)]) == 0
+    b = refine_fit.load_banks([str(bank)])
+    assert b["t"].shape == b["hr"].shape and str(b["teacher"]) == "test-bicubic"
+    # the stand-in teacher is bicubic: its target is the LR crop's bicubic upscale
+    assert np.abs(b["t"].astype(int) - b["up"].astype(int)).mean() < 3
+    ref = tmp_path / "ref.safetensors"
+    assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "5",
+                            "--batch", "2", "--window", "32", "--hr-weight", "0", "--teacher-weight", "1",
+                            "--out", str(ref)]) == 0
+    report = refine_fit._load_refiner_state(str(ref))[1]
+    assert report["teacher"] == "test-bicubic" and report["teacher_weight"] == 1 and report["hr_weight"] == 0
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, **_bank())
+    with pytest.raises(SystemExit, match="needs a bank made with --teacher"):
+        refine_fit.main(["train", "--bank", str(plain), "--steps", "1", "--teacher-weight", "1",
+                         "--out", str(ref)])
+
+
 def test_training_from_a_model_with_a_refiner_drops_it(tmp_path):
     init = save_weights(refine_fit.attach(_trained_tiny(), _busy_refiner(), {"any": 1.0}, {}),
                         tmp_path / "init.safetensors")

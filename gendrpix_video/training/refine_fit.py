@@ -55,15 +55,16 @@ def log(msg: str) -> None:
 
 
 def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: GenDRPix | None = None,
-              detail: float | None = None) -> dict:
-    """`n` crops restored by `source`'s network at `detail` (None: that network's default)."""
+              detail: float | None = None, teacher=None) -> dict:
+    """`n` crops restored by `source`'s network at `detail` (None: that network's default), and
+    with `teacher` (a `Teacher`) its output for each LR crop too (key "t")."""
     model = model or load_model(device="cpu")
     lo, hi = max(2.0, model.scale_range[0]), model.scale_range[1]
     fams, probs = FAMILIES[source]
     rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     clips = hr_clips(PhotoBank.load(data, "train"), crop, rng)
     detail = resolve_detail(model, detail, source)
-    hrs, ys, ups, rows = [], [], [], []
+    hrs, ys, ups, ts, rows = [], [], [], [], []
     t0 = time.time()
     for i in range(n):
         name, clip = next(clips)
@@ -74,14 +75,19 @@ def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: 
         with torch.inference_mode():
             y = restore(model, x, size=(crop, crop), detail=detail, source=source)
             up = resize(x, (crop, crop)).clamp(0, 1)
+            if teacher is not None:
+                ts.append(to_u8(teacher.restore_to(x, (crop, crop)).clamp(0, 1))[0])
         hrs.append(to_u8(clip[CLIP // 2: CLIP // 2 + 1])[0])
         ys.append(to_u8(y)[0])
         ups.append(to_u8(up)[0])
         rows.append({"photo": name, "scale": round(scale, 3), **s})
         if (i + 1) % 200 == 0:
             log(f"{i + 1}/{n} crops, {time.time() - t0:.0f} s")
-    return {"hr": np.stack(hrs), "y": np.stack(ys), "up": np.stack(ups), "rows": json.dumps(rows),
-            "source": source, "detail": detail}
+    out = {"hr": np.stack(hrs), "y": np.stack(ys), "up": np.stack(ups), "rows": json.dumps(rows),
+           "source": source, "detail": detail}
+    if teacher is not None:
+        out.update(t=np.stack(ts), teacher=teacher.name)
+    return out
 
 
 def load_banks(paths: list[str]) -> dict:
@@ -91,9 +97,11 @@ def load_banks(paths: list[str]) -> dict:
         if str(b["source"]) != str(banks[0]["source"]) or float(b["detail"]) != float(banks[0]["detail"]):
             raise SystemExit(f"refine_fit: {p} holds source {b['source']} at detail {float(b['detail']):g}, "
                              f"{paths[0]} source {banks[0]['source']} at {float(banks[0]['detail']):g}")
-    out = {k: np.concatenate([b[k] for b in banks]) for k in ("hr", "y", "up")}
+    keys = ("hr", "y", "up", "t") if all("t" in b for b in banks) else ("hr", "y", "up")
+    out = {k: np.concatenate([b[k] for b in banks]) for k in keys}
     rows = [r for b in banks for r in json.loads(str(b.get("rows", "[]")))]
-    return {**out, "rows": json.dumps(rows), "source": banks[0]["source"], "detail": banks[0]["detail"]}
+    extra = {"teacher": banks[0]["teacher"]} if "t" in out else {}
+    return {**out, **extra, "rows": json.dumps(rows), "source": banks[0]["source"], "detail": banks[0]["detail"]}
 
 
 def _planes(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
@@ -113,10 +121,17 @@ def held_out_gain(net: Refiner, y: torch.Tensor, up: torch.Tensor, hr: torch.Ten
 def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: float = 10.0, batch: int = 16,
                   window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None,
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
-                  init: dict | None = None, device: str = "cpu") -> tuple[Refiner, dict]:
+                  init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
+                  teacher_weight: float = 0.0) -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
-    `init`: a refiner's state to start from (its channels and blocks win). Returned on the CPU."""
+    `init`: a refiner's state to start from (its channels and blocks win). Returned on the CPU.
+    The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
+    bank made with `--teacher`: the teacher restored the same LR, so its edges are a target the
+    refiner can follow, where the ground truth of damaged input is only known on average)."""
+    if teacher_weight > 0 and "t" not in bank:
+        raise SystemExit("refine_fit: --teacher-weight needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
+    tt = _planes(bank["t"], device) if teacher_weight > 0 else None
     window = min(window, hr.shape[-2], hr.shape[-1])
     n_val = max(1, len(hr) // 10)
     train_idx = torch.arange(n_val, len(hr))
@@ -139,13 +154,15 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         idx = train_idx[torch.randint(len(train_idx), (batch,), generator=g)]
         oy = int(torch.randint(0, hr.shape[-2] - window + 1, (1,), generator=g))
         ox = int(torch.randint(0, hr.shape[-1] - window + 1, (1,), generator=g))
-        views = [t[idx, :, oy:oy + window, ox:ox + window] for t in (y, up, hr)]
+        views = [t[idx, :, oy:oy + window, ox:ox + window] for t in (y, up, hr, tt) if t is not None]
         if torch.rand(1, generator=g) < 0.5:
             views = [v.flip(-1) for v in views]
         if torch.rand(1, generator=g) < 0.5:
             views = [v.transpose(-1, -2) for v in views]
         out = net(views[0], views[1])
-        loss = F.l1_loss(out, views[2])
+        loss = hr_weight * F.l1_loss(out, views[2])
+        if tt is not None:
+            loss = loss + teacher_weight * F.l1_loss(out, views[3])
         if pattern_weight > 0:
             loss = loss + pattern_weight * pattern_loss(out, views[2])
         if disc is not None:
@@ -166,7 +183,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     net.cpu()
     return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
                  "batch": batch, "window": window,
-                 "lr": lr, "adv_weight": adv_weight, "pattern_weight": pattern_weight, "init": init is not None,
+                 "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "adv_weight": adv_weight,
+                 "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
 
 
@@ -242,6 +260,7 @@ def main(argv=None) -> int:
     a.add_argument("--n", type=int, default=2000)
     a.add_argument("--crop", type=int, default=192)
     a.add_argument("--detail", type=float, default=None, help="the network's detail (default: its own)")
+    a.add_argument("--teacher", default=None, help="also store this teacher's output for each crop (a name or .safetensors)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True)
     a = sub.add_parser("train")
@@ -253,6 +272,9 @@ def main(argv=None) -> int:
     a.add_argument("--batch", type=int, default=16)
     a.add_argument("--window", type=int, default=96, help="training window in output pixels")
     a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--hr-weight", type=float, default=1.0, help="weight of L1 to the ground truth")
+    a.add_argument("--teacher-weight", type=float, default=0.0,
+                   help="weight of L1 to the teacher's output (a bank made with --teacher)")
     a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
     a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
     a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
@@ -270,7 +292,13 @@ def main(argv=None) -> int:
     if args.cmd == "bank":
         model = load_model(args.model, device="cpu", dtype=torch.float32)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, **make_bank(args.data, args.source, args.n, args.crop, args.seed, model, args.detail))
+        teacher = None
+        if args.teacher:
+            from .teacher import load_teacher
+
+            teacher = load_teacher(args.teacher, device="cpu")
+        np.savez(args.out, **make_bank(args.data, args.source, args.n, args.crop, args.seed, model, args.detail,
+                                       teacher))
         log(f"wrote {args.out}")
     elif args.cmd == "train":
         from safetensors.torch import save_file
@@ -279,10 +307,11 @@ def main(argv=None) -> int:
         init = _load_refiner_state(args.init)[0] if args.init else None
         net, report = train_refiner(bank, args.channels, args.blocks, args.minutes, args.batch, args.window, args.lr,
                                     steps=args.steps, adv_weight=args.adv_weight,
-                                    pattern_weight=args.pattern_weight, init=init, device=args.device)
+                                    pattern_weight=args.pattern_weight, init=init, device=args.device,
+                                    hr_weight=args.hr_weight, teacher_weight=args.teacher_weight)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=args.channels,
-                      blocks=args.blocks)
+                      blocks=args.blocks, teacher=str(bank.get("teacher", "")))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, args.out,
                   metadata={"report": json.dumps(report)})
