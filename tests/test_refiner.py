@@ -153,6 +153,14 @@ def test_refine_fit_joins_banks_and_trains_against_an_adversary_from_a_refiner(t
         refine_fit.load_banks([str(a), str(other)])
 
 
+def test_the_edge_map_marks_steps_and_leaves_flat_ground():
+    x = torch.zeros(1, 3, 16, 16)
+    x[..., 8:] = 0.5  # a vertical step of half the range between columns 7 and 8
+    e = refine_fit.edge_map(x, 0.1)
+    assert e.shape == (1, 1, 16, 16)
+    assert torch.all(e[..., 6:9] == 1) and torch.all(e[..., :5] == 0) and torch.all(e[..., 10:] == 0)
+
+
 def test_a_bank_with_a_teacher_trains_the_refiner_towards_the_teachers_output(tmp_path):
     photos = make_photo_set(tmp_path / "photos")
     src = save_weights(_trained_tiny(), tmp_path / "m.safetensors")
@@ -169,6 +177,10 @@ def test_a_bank_with_a_teacher_trains_the_refiner_towards_the_teachers_output(tm
                             "--out", str(ref)]) == 0
     report = refine_fit._load_refiner_state(str(ref))[1]
     assert report["teacher"] == "test-bicubic" and report["teacher_weight"] == 1 and report["hr_weight"] == 0
+    assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "3",
+                            "--batch", "2", "--window", "32", "--teacher-weight", "1", "--edge-gate", "0.05",
+                            "--out", str(ref)]) == 0
+    assert refine_fit._load_refiner_state(str(ref))[1]["edge_gate"] == 0.05
     plain = tmp_path / "plain.npz"
     np.savez(plain, **_bank())
     with pytest.raises(SystemExit, match="needs a bank made with --teacher"):

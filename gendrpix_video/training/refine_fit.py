@@ -109,6 +109,15 @@ def _planes(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
     return torch.from_numpy(a).to(device).permute(0, 3, 1, 2).float() / 255
 
 
+def edge_map(x: torch.Tensor, step: float) -> torch.Tensor:
+    """N x 1 x H x W in [0, 1]: where `x` has an edge, its luma gradient over `step` (a luma step a
+    pixel that counts fully), spread to the 3 x 3 neighbourhood."""
+    luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    gy = F.pad(luma[..., 1:, :] - luma[..., :-1, :], (0, 0, 0, 1)).abs()
+    gx = F.pad(luma[..., :, 1:] - luma[..., :, :-1], (0, 1, 0, 0)).abs()
+    return F.max_pool2d(torch.maximum(gx, gy) / step, 3, 1, 1).clamp(0, 1)
+
+
 def held_out_gain(net: Refiner, y: torch.Tensor, up: torch.Tensor, hr: torch.Tensor) -> tuple[float, float]:
     """Mean Y-PSNR of the restored crops and its gain with the refiner (outputs rounded to 8 bits)."""
     with torch.no_grad():
@@ -122,12 +131,14 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None,
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
-                  teacher_weight: float = 0.0) -> tuple[Refiner, dict]:
+                  teacher_weight: float = 0.0, edge_gate: float = 0.0) -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels and blocks win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
     bank made with `--teacher`: the teacher restored the same LR, so its edges are a target the
-    refiner can follow, where the ground truth of damaged input is only known on average)."""
+    refiner can follow, where the ground truth of damaged input is only known on average).
+    `edge_gate` > 0: the teacher is followed only on its edges (`edge_map` with that step) and the
+    network's own output elsewhere, so the texture the UNet draws stays."""
     if teacher_weight > 0 and "t" not in bank:
         raise SystemExit("refine_fit: --teacher-weight needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
@@ -162,7 +173,12 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         out = net(views[0], views[1])
         loss = hr_weight * F.l1_loss(out, views[2])
         if tt is not None:
-            loss = loss + teacher_weight * F.l1_loss(out, views[3])
+            if edge_gate > 0:
+                e = edge_map(views[3], edge_gate)
+                keep = ((1 - e) * (out - views[0]).abs()).mean()
+                loss = loss + teacher_weight * ((e * (out - views[3]).abs()).mean() + keep)
+            else:
+                loss = loss + teacher_weight * F.l1_loss(out, views[3])
         if pattern_weight > 0:
             loss = loss + pattern_weight * pattern_loss(out, views[2])
         if disc is not None:
@@ -183,7 +199,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     net.cpu()
     return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
                  "batch": batch, "window": window,
-                 "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "adv_weight": adv_weight,
+                 "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
+                 "adv_weight": adv_weight,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
 
@@ -275,6 +292,9 @@ def main(argv=None) -> int:
     a.add_argument("--hr-weight", type=float, default=1.0, help="weight of L1 to the ground truth")
     a.add_argument("--teacher-weight", type=float, default=0.0,
                    help="weight of L1 to the teacher's output (a bank made with --teacher)")
+    a.add_argument("--edge-gate", type=float, default=0.0,
+                   help="follow the teacher only on its edges (luma steps of about this size a pixel) and "
+                        "the network's output elsewhere (0: everywhere)")
     a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
     a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
     a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
@@ -308,7 +328,8 @@ def main(argv=None) -> int:
         net, report = train_refiner(bank, args.channels, args.blocks, args.minutes, args.batch, args.window, args.lr,
                                     steps=args.steps, adv_weight=args.adv_weight,
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
-                                    hr_weight=args.hr_weight, teacher_weight=args.teacher_weight)
+                                    hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
+                                    edge_gate=args.edge_gate)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=args.channels,
                       blocks=args.blocks, teacher=str(bank.get("teacher", "")))
