@@ -55,10 +55,11 @@ REFINE_PREFIX = "refine."
 _Q4 = 7  # 4-bit symmetric levels: -7..7, stored +8 in a nibble
 
 
-def pack_delta(delta: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One tensor's delta as stored: 4-bit with a scale per output channel (2+ dimensions), else fp16."""
+def pack_delta(delta: torch.Tensor, exact: bool = False) -> dict[str, torch.Tensor]:
+    """One tensor's delta as stored: 4-bit with a scale per output channel (2+ dimensions), else
+    fp16; `exact` (a source's own refiner: small, and unlike a fine-tune not close to the base's) fp16."""
     d = delta.detach().float().cpu()
-    if d.ndim < 2:
+    if d.ndim < 2 or exact:
         return {"": d.half()}
     m = d.reshape(d.shape[0], -1)
     scale = (m.abs().amax(1, keepdim=True) / _Q4).clamp_min(1e-12)
@@ -77,9 +78,9 @@ def unpack_delta(parts: dict[str, torch.Tensor], shape: torch.Size) -> torch.Ten
     return (vals[:, :n] * scale[:, None]).reshape(shape)
 
 
-def packed_shapes(shape: torch.Size) -> dict[str, tuple]:
+def packed_shapes(shape: torch.Size, exact: bool = False) -> dict[str, tuple]:
     """The stored tensors of one delta (suffix -> shape), as `pack_delta` writes them."""
-    if len(shape) < 2:
+    if len(shape) < 2 or exact:
         return {"": tuple(shape)}
     n = math.prod(shape[1:])
     return {".q4": (shape[0], (n + 1) // 2), ".scale": (shape[0],)}
@@ -103,7 +104,7 @@ def save_weights(model: GenDRPix, path: str | os.PathLike, *, provenance: dict |
     for src, delta in model.source_deltas.items():
         for k, d in delta.items():
             k = k.removeprefix("unet.")  # file names: the UNet's without prefix, as above
-            for suffix, t in pack_delta(d).items():
+            for suffix, t in pack_delta(d, exact=k.startswith(REFINE_PREFIX)).items():
                 tensors[f"{DELTA_PREFIX}{src}.{k}{suffix}"] = t.contiguous()
         sources[src] = model.metadata.get("sources", {}).get(src, {})
     prov = dict(model.metadata.get("provenance", {}))
@@ -226,7 +227,8 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
     delta_keys: dict[str, dict[str, dict[str, str]]] = {s: {} for s in sources}
     expected = dict(base)
     stored = {f"{DELTA_PREFIX}{src}.{k}{suffix}": (src, k, suffix, pshape)
-              for src in sources for k, shape in base.items() for suffix, pshape in packed_shapes(shape).items()}
+              for src in sources for k, shape in base.items()
+              for suffix, pshape in packed_shapes(shape, k.startswith(REFINE_PREFIX)).items()}
     for name in header:
         if name in stored:
             src, k, suffix, pshape = stored[name]
@@ -236,7 +238,7 @@ def load_weights(path: str | os.PathLike, device="cpu", dtype: torch.dtype | Non
         if not keys:
             raise WeightsError(f"{path}: metadata lists source {src!r} but the file holds no delta for it")
         for k, parts in keys.items():
-            if set(parts) != set(packed_shapes(base[k])):
+            if set(parts) != set(packed_shapes(base[k], k.startswith(REFINE_PREFIX))):
                 raise WeightsError(f"{path}: incomplete {src!r} delta for tensor {k}")
     check_tensors(path, header, expected, cfg.name)
     try:

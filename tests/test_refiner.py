@@ -75,6 +75,31 @@ def test_the_refiner_runs_per_source_at_its_strength_and_survives_a_save(tmp_pat
     assert torch.equal(restore(again, x, size, 0.25, source="clean"), restore(back, x, size, 0.25, source="clean"))
 
 
+def test_a_new_refiner_for_any_source_keeps_the_clean_networks_own(tmp_path):
+    m = _source_model(tmp_path)
+    first = refine_fit.attach(m, _busy_refiner(seed=1), {"clean": 0.75}, {"run": "clean"})
+    second = refine_fit.attach(first, _busy_refiner(seed=2), {"any": 1.0}, {"run": "any"}, keep=("clean",))
+    path = save_weights(second, tmp_path / "two.safetensors", dtype=torch.float16)
+    back = load_model(path, device="cpu", dtype=torch.float32)
+    assert back.refine_strength == 1.0 and back.for_source("clean")[0].refine_strength == 0.75
+    assert back.metadata["provenance"]["refiner"] == {"run": "any"}
+    assert back.metadata["sources"]["clean"]["refiner"] == {"run": "clean"}
+    for k, v in _busy_refiner(seed=2).state_dict().items():  # the new one serves source any
+        assert torch.equal(back.refine.state_dict()[k], v.half().float())
+    clean_ref = back.for_source("clean")[0].refine.state_dict()
+    for k, v in _busy_refiner(seed=1).state_dict().items():  # the clean network's own, through its delta
+        assert torch.allclose(clean_ref[k], v, atol=2e-3)
+    x = torch.rand(1, 3, 13, 17)
+    assert torch.allclose(restore(back, x, (52, 68), 0.25, source="clean"),
+                          restore(first, x, (52, 68), 0.25, source="clean"), atol=5e-3)
+    with pytest.raises(SystemExit, match="no network of its own for 'any'"):
+        refine_fit.attach(first, _busy_refiner(), {"any": 1.0}, {}, keep=("any",))
+    with pytest.raises(SystemExit, match="no refiner to keep"):
+        refine_fit.attach(m, _busy_refiner(), {"any": 1.0}, {}, keep=("clean",))
+    with pytest.raises(SystemExit, match="needs a refiner of the model's shape"):
+        refine_fit.attach(first, Refiner(16, 1), {"any": 1.0}, {}, keep=("clean",))
+
+
 def test_a_bad_refine_strength_is_a_weights_error(tmp_path):
     from safetensors.torch import load_file, save_file
     m = refine_fit.attach(_source_model(tmp_path), _busy_refiner(), {"clean": 1.0}, {})

@@ -221,20 +221,45 @@ def with_refiner(model: GenDRPix, refiner: Refiner | None) -> GenDRPix:
 
 
 def attach(model: GenDRPix, refiner: Refiner, strengths: dict[str, float], provenance: dict,
-           details: dict[str, float] | None = None) -> GenDRPix:
+           details: dict[str, float] | None = None, keep: tuple[str, ...] = ()) -> GenDRPix:
     """`model` with `refiner` after its UNet; `strengths` per source (missing: 0, not run);
     `details`: new default details per source (the refiner learnt one network's outputs at one
-    detail; missing: as they were)."""
+    detail; missing: as they were). `keep`: sources other than "any" whose network keeps the
+    refiner it has (stored in that source's delta) and its strength, unless `strengths` names it."""
+    for src in keep:
+        if src == "any" or src not in model.source_deltas:
+            raise SystemExit(f"refine_fit: --keep {src}: the model has no network of its own for {src!r}")
+        if model.refine is None:
+            raise SystemExit(f"refine_fit: --keep {src}: the model has no refiner to keep")
+    if keep and (refiner.head.out_channels, len(refiner.body)) != model.config.refiner:
+        raise SystemExit(f"refine_fit: --keep needs a refiner of the model's shape {model.config.refiner}, got "
+                         f"({refiner.head.out_channels}, {len(refiner.body)})")
+    kept = {}
+    for src in keep:  # each kept source's refiner as it runs now: the shared one plus its delta
+        twin = model.for_source(src)[0]
+        kept[src] = ({k: v.detach().float().cpu() for k, v in twin.refine.state_dict().items()},
+                     twin.refine_strength)
     new = with_refiner(model, refiner)
+    if kept:
+        new.source_deltas = {src: dict(d) for src, d in model.source_deltas.items()}
+        state = {k: v.detach().float() for k, v in refiner.state_dict().items()}
+        for src, (own, _) in kept.items():
+            new.source_deltas[src].update({f"refine.{k}": own[k] - state[k] for k in state})
     new.refine_strength = float(strengths.get("any", 0.0))
     details = details or {}
     if "any" in details:
         new.default_detail = float(details["any"])
     meta = new.metadata
+    old_prov = meta.get("provenance", {}).get("refiner")
     for src in model.sources:
         if src != "any":
             own = meta.setdefault("sources", {}).setdefault(src, {})
-            own["refine_strength"] = float(strengths.get(src, 0.0))
+            if src in kept and src not in strengths:
+                own["refine_strength"] = kept[src][1]
+            else:
+                own["refine_strength"] = float(strengths.get(src, 0.0))
+            if src in kept and old_prov is not None:
+                own["refiner"] = own.get("refiner", old_prov)
             if src in details:
                 own["default_detail"] = float(details[src])
     meta.setdefault("provenance", {})["refiner"] = provenance
@@ -307,6 +332,9 @@ def main(argv=None) -> int:
                    help="the refiner's strength for a source's network (repeatable; missing: 0)")
     a.add_argument("--detail", action="append", default=[], metavar="SOURCE=VALUE",
                    help="a source's new default detail, the one its refiner was trained at (repeatable)")
+    a.add_argument("--keep", action="append", default=[], metavar="SOURCE",
+                   help="a source whose network keeps its refiner and strength (repeatable): the new "
+                        "refiner then serves the network for any source and the sources not kept")
     a.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "bank":
@@ -345,7 +373,7 @@ def main(argv=None) -> int:
         model = load_model(args.model, device="cpu", dtype=torch.float32)
         strengths = parse_per_source(args.strength, "--strength", 2.0)
         details = parse_per_source(args.detail, "--detail", 4.0)
-        new = attach(model, net, strengths, {**report, "strength": strengths}, details)
+        new = attach(model, net, strengths, {**report, "strength": strengths}, details, tuple(args.keep))
         src, at = report.get("source"), report.get("detail")
         if src in new.sources and at is not None and resolve_detail(new, None, src) != at:
             log(f"note: the refiner learnt source {src}'s outputs at detail {at:g}; that network now runs at "
