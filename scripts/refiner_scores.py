@@ -6,7 +6,8 @@ outputs are cached, and each refiner is scored on them at each strength as eval-
         --strengths 0.5,1 --niqe data/niqe_pris_params.npz --sheet runs/refine/sheet.png
 
 `--source any` (default): the five damaged chains at x4, averaged; `--source clean`: the clean
-chain. Per refiner and strength: Y-PSNR, NIQE (with `--niqe`) and the pattern score (eval-real's:
+chain. `--scale 2` or 3: the chains made again at that scale from the set's ground truth (the
+codec chains from a still clip of three frames, the middle one scored). Per refiner and strength: Y-PSNR, NIQE (with `--niqe`) and the pattern score (eval-real's:
 texture at one period the scene lacks). `--sheet`: a PNG of a few crops (bicubic, the network,
 each refiner at the last strength, ground truth) to look at. The cache (`--cache`, an .npz) holds
 the network's outputs for one model, source and detail; it is rebuilt when those differ. CPU.
@@ -33,6 +34,7 @@ ap.add_argument("--model", default=None, help="weights file (default: the shippe
 ap.add_argument("--set", default="data/realinput.npz")
 ap.add_argument("--source", choices=("any", "clean"), default="any")
 ap.add_argument("--detail", type=float, default=None)
+ap.add_argument("--scale", type=int, default=4, help="x4: the set's own LR; 2 or 3: made again at that scale")
 ap.add_argument("--strengths", default="0.5,1")
 ap.add_argument("--niqe", default=None, help="NIQE pristine model (niqe_pris_params.npz)")
 ap.add_argument("--cache", default="runs/refine/scores_cache.npz")
@@ -50,7 +52,27 @@ net = model.for_source(a.source)[0] if a.source != "any" else model
 net.refine_strength = 0.0
 detail = resolve_detail(model, a.detail, a.source)
 chains = list(DAMAGED) if a.source == "any" else ["clean"]
-key = json.dumps({"model": str(a.model), "source": a.source, "detail": detail, "set": a.set})
+key = json.dumps({"model": str(a.model), "source": a.source, "detail": detail, "set": a.set, "scale": a.scale})
+
+
+def chain_lr(c: str) -> torch.Tensor:
+    """N x 3 x h x w LR crops of chain `c` at `a.scale`."""
+    if a.scale == 4:
+        return to_float(data.lr[c])
+    from gendrpix_video.training import realinput
+    from gendrpix_video.training.degrade import bicubic_down, realistic_eval
+
+    realinput.SCALE = a.scale  # codec_clip's downscale
+    out = []
+    for i in range(len(hrs)):
+        hr = hrs[i:i + 1]
+        if c == "clean":
+            out.append(bicubic_down(hr, a.scale).clamp(0, 1))
+        elif c == "realistic":
+            out.append(to_float(to_u8(realistic_eval(hr, seed=i, scale=a.scale))))
+        else:
+            out.append(to_float(realinput.codec_clip(hr.repeat(3, 1, 1, 1), c, seed=i)[1:2]))
+    return torch.cat(out)
 cache = Path(a.cache)
 if cache.exists() and str(np.load(cache)["key"]) == key:
     z = np.load(cache)
@@ -58,7 +80,7 @@ if cache.exists() and str(np.load(cache)["key"]) == key:
 else:
     ys, ups = [], []
     for c in chains:
-        lrs = to_float(data.lr[c])
+        lrs = chain_lr(c)
         for i in range(len(hrs)):
             x = lrs[i:i + 1]
             ys.append(restore(net, x, size, detail, source="any"))  # the network alone, clamped

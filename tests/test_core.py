@@ -313,22 +313,26 @@ def test_the_shipped_default_is_trained_small_enough_and_says_its_detail(capsys)
     assert [st["stage"] for st in prov["stages"]] == [1, 2, 2, 2, 2, 2, 2] and prov["gpu_minutes"] > 0
     assert prov["stages"][-1]["video_fraction"] > 0  # its last stage saw codec degradations
     assert prov["stages"][-1]["pattern_weight"] > 0  # and the pattern loss
-    # the clean source's network runs the refiner, at the detail its refiner was trained at
+    # each network runs its own refiner, at the detail it was trained at
     from gendrpix_video.policy import resolve_detail
     clean = m.for_source("clean")[0]
     assert resolve_detail(m, None, "clean") == 1.0 and clean.default_detail == 1.0
-    assert m.config.refiner == (32, 4) and m.refine_strength == 0.0 and clean.refine_strength == 0.75
-    assert prov["refiner"]["source"] == "clean" and prov["refiner"]["detail"] == 1.0
+    assert m.config.refiner == (32, 4) and m.refine_strength == 1.0 and clean.refine_strength == 0.75
+    assert prov["refiner"]["source"] == "any" and prov["refiner"]["detail"] == 1.0
+    assert prov["refiner"]["teacher"] == "realesrgan-x4plus" and prov["refiner"]["edge_gate"] > 0
+    assert m.metadata["sources"]["clean"]["refiner"]["source"] == "clean"
+    assert any(not torch.equal(a, b) for a, b in zip(m.refine.state_dict().values(),
+                                                     clean.refine.state_dict().values()))
     from gendrpix_video.loading import list_models
     info = list_models("default")[0]
-    assert info.source_details == {"clean": 1.0} and info.refiner == {"clean": 0.75}
+    assert info.source_details == {"clean": 1.0} and info.refiner == {"any": 1.0, "clean": 0.75}
     # clean sources get their own network: a run on clean batches alone, stored as a delta
     assert m.sources == ("any", "clean")
     assert all(st["clean_fraction"] == 1.0 for st in m.metadata["sources"]["clean"]["stages"])
     assert "Apache-2.0" in m.metadata["license"]
     assert main(["info"]) == 0
     printed = capsys.readouterr().out
-    assert "default detail 1 (clean 1)  sources any,clean  refiner clean" in printed
+    assert "default detail 1 (clean 1)  sources any,clean  refiner any,clean" in printed
     assert "--source auto: damage detector " in printed and "damage.safetensors (threshold 0.37)" in printed
 
 
