@@ -37,6 +37,13 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> "Refiner":
+        """A refiner of the shape `state` (a state dict) holds, with those weights."""
+        net = cls(state["head.weight"].shape[0], len([k for k in state if k.endswith(".a.weight")]))
+        net.load_state_dict(state, strict=True)
+        return net
+
     def forward(self, y: torch.Tensor, x_up: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """`y`: the restored frames, `x_up`: the bicubic input at the same size (N x 3 x H x W,
         [0, 1], any H and W). Returns y plus `strength` times the correction (not clamped)."""

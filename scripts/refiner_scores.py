@@ -7,8 +7,9 @@ outputs are cached, and each refiner is scored on them at each strength as eval-
 
 `--source any` (default): the five damaged chains at x4, averaged; `--source clean`: the clean
 chain. `--scale 2` or 3: the chains made again at that scale from the set's ground truth (the
-codec chains from a still clip of three frames, the middle one scored). Per refiner and strength: Y-PSNR, NIQE (with `--niqe`) and the pattern score (eval-real's:
-texture at one period the scene lacks). `--sheet`: a PNG of a few crops (bicubic, the network,
+codec chains from a still clip of three frames, the middle one scored). Per refiner and
+strength: Y-PSNR, NIQE (with `--niqe`) and the pattern score (eval-real's: texture at one period
+the scene lacks). `--sheet`: a PNG of a few crops (bicubic, the network,
 each refiner at the last strength, ground truth) to look at. The cache (`--cache`, an .npz) holds
 the network's outputs for one model, source and detail; it is rebuilt when those differ. CPU.
 """
@@ -25,8 +26,8 @@ from gendrpix_video.policy import resolve_detail
 from gendrpix_video.refiner import Refiner
 from gendrpix_video.training.metrics import psnr_y
 from gendrpix_video.training.realeval import pattern_reference, pattern_score
-from gendrpix_video.training.realinput import DAMAGED, RealInputSet, to_float, to_u8
-from gendrpix_video.training.refine_fit import _load_refiner_state
+from gendrpix_video.training.realinput import DAMAGED, RealInputSet, codec_clip, to_float, to_u8
+from gendrpix_video.training.refine_fit import read_refiner
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--refiners", required=True, help="comma-separated refiner files")
@@ -59,10 +60,8 @@ def chain_lr(c: str) -> torch.Tensor:
     """N x 3 x h x w LR crops of chain `c` at `a.scale`."""
     if a.scale == 4:
         return to_float(data.lr[c])
-    from gendrpix_video.training import realinput
     from gendrpix_video.training.degrade import bicubic_down, realistic_eval
 
-    realinput.SCALE = a.scale  # codec_clip's downscale
     out = []
     for i in range(len(hrs)):
         hr = hrs[i:i + 1]
@@ -71,11 +70,13 @@ def chain_lr(c: str) -> torch.Tensor:
         elif c == "realistic":
             out.append(to_float(to_u8(realistic_eval(hr, seed=i, scale=a.scale))))
         else:
-            out.append(to_float(realinput.codec_clip(hr.repeat(3, 1, 1, 1), c, seed=i)[1:2]))
+            out.append(to_float(codec_clip(hr.repeat(3, 1, 1, 1), c, seed=i, scale=a.scale)[1:2]))
     return torch.cat(out)
+
+
 cache = Path(a.cache)
-if cache.exists() and str(np.load(cache)["key"]) == key:
-    z = np.load(cache)
+z = np.load(cache) if cache.exists() else None
+if z is not None and str(z["key"]) == key:
     ys, ups = torch.from_numpy(z["y"]).float(), torch.from_numpy(z["up"]).float()
 else:
     ys, ups = [], []
@@ -115,10 +116,7 @@ show(f"network alone (detail {detail:g})", scores(ys))
 strengths = [float(v) for v in a.strengths.split(",")]
 sheet_cols = {"bicubic": ups, "network": ys}
 for path in a.refiners.split(","):
-    state, report = _load_refiner_state(path)
-    ref = Refiner(state["head.weight"].shape[0], len([k for k in state if k.endswith(".a.weight")]))
-    ref.load_state_dict(state)
-    ref.eval()
+    ref = Refiner.from_state(read_refiner(path)[0]).eval()
     for s in strengths:
         outs = torch.cat([ref(ys[i:i + 1], ups[i:i + 1], s) for i in range(len(ys))])
         show(f"{Path(path).stem} @ {s:g}", scores(outs))

@@ -167,7 +167,7 @@ def test_refine_fit_joins_banks_and_trains_against_an_adversary_from_a_refiner(t
     first = tmp_path / "first.safetensors"
     assert refine_fit.main(["train", "--bank", str(a), "--channels", "8", "--blocks", "1", "--steps", "60",
                             "--batch", "4", "--window", "32", "--lr", "3e-3", "--out", str(first)]) == 0
-    start = refine_fit._load_refiner_state(str(first))[0]
+    start = refine_fit.read_refiner(str(first))[0]
     torch.manual_seed(0)
     net, report = refine_fit.train_refiner(refine_fit.load_banks([str(a), str(b)]), batch=4, window=32, lr=1e-3,
                                            steps=10, adv_weight=0.05, pattern_weight=1.0, init=start)
@@ -200,12 +200,12 @@ def test_a_bank_with_a_teacher_trains_the_refiner_towards_the_teachers_output(tm
     assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "5",
                             "--batch", "2", "--window", "32", "--hr-weight", "0", "--teacher-weight", "1",
                             "--out", str(ref)]) == 0
-    report = refine_fit._load_refiner_state(str(ref))[1]
+    report = refine_fit.read_refiner(str(ref))[1]
     assert report["teacher"] == "test-bicubic" and report["teacher_weight"] == 1 and report["hr_weight"] == 0
     assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "3",
                             "--batch", "2", "--window", "32", "--teacher-weight", "1", "--edge-gate", "0.05",
                             "--out", str(ref)]) == 0
-    assert refine_fit._load_refiner_state(str(ref))[1]["edge_gate"] == 0.05
+    assert refine_fit.read_refiner(str(ref))[1]["edge_gate"] == 0.05
     plain = tmp_path / "plain.npz"
     np.savez(plain, **_bank())
     with pytest.raises(SystemExit, match="needs a bank made with --teacher"):

@@ -121,11 +121,12 @@ def pan_windows(photo: torch.Tensor, y0: int, x0: int, crop: int, frames: int) -
                        ).float() / 255
 
 
-def codec_clip(hr: torch.Tensor, chain: str, seed: int) -> np.ndarray:
-    """The LR clip of a codec chain: T x h x w x 3 uint8 from T x 3 x H x W HR windows."""
+def codec_clip(hr: torch.Tensor, chain: str, seed: int, scale: int = SCALE) -> np.ndarray:
+    """The LR clip of a codec chain: T x h x w x 3 uint8 from T x 3 x H x W HR windows, `scale`
+    times smaller."""
     g = torch.Generator().manual_seed(seed)
     x = filter2d(hr, gaussian_kernel(0.8, 5))
-    x = F.interpolate(x, size=lr_size(*x.shape[-2:], SCALE), mode="bicubic", align_corners=False,
+    x = F.interpolate(x, size=lr_size(*x.shape[-2:], scale), mode="bicubic", align_corners=False,
                       antialias=True)
     x = x + torch.randn(x.shape, generator=g) * (2 / 255)
     lr = to_u8(x)

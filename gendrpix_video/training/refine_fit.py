@@ -147,12 +147,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     n_val = max(1, len(hr) // 10)
     train_idx = torch.arange(n_val, len(hr))
     torch.manual_seed(seed)
-    if init is not None:
-        channels, blocks = init["head.weight"].shape[0], len([k for k in init if k.endswith(".a.weight")])
-    net = Refiner(channels, blocks)
-    if init is not None:
-        net.load_state_dict(init, strict=True)
-    net.to(device)
+    net = (Refiner.from_state(init) if init is not None else Refiner(channels, blocks)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     disc = PixelDiscriminator().to(device) if adv_weight > 0 else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99)) if disc else None
@@ -283,7 +278,7 @@ def parse_per_source(items: list[str], flag: str, hi: float) -> dict[str, float]
     return out
 
 
-def _load_refiner_state(path: str) -> tuple[dict, dict]:
+def read_refiner(path: str) -> tuple[dict, dict]:
     """A refiner file's tensors (fp32) and its training report."""
     from safetensors import safe_open
 
@@ -352,7 +347,7 @@ def main(argv=None) -> int:
         from safetensors.torch import save_file
 
         bank = load_banks(args.bank.split(","))
-        init = _load_refiner_state(args.init)[0] if args.init else None
+        init = read_refiner(args.init)[0] if args.init else None
         net, report = train_refiner(bank, args.channels, args.blocks, args.minutes, args.batch, args.window, args.lr,
                                     steps=args.steps, adv_weight=args.adv_weight,
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
@@ -366,10 +361,8 @@ def main(argv=None) -> int:
                   metadata={"report": json.dumps(report)})
         print(json.dumps(report))
     else:
-        state, report = _load_refiner_state(args.refiner)
-        ch, blocks = state["head.weight"].shape[0], len([k for k in state if k.endswith(".a.weight")])
-        net = Refiner(ch, blocks)
-        net.load_state_dict(state, strict=True)
+        state, report = read_refiner(args.refiner)
+        net = Refiner.from_state(state)
         model = load_model(args.model, device="cpu", dtype=torch.float32)
         strengths = parse_per_source(args.strength, "--strength", 2.0)
         details = parse_per_source(args.detail, "--detail", 4.0)
