@@ -100,6 +100,7 @@ class TemporalFilter:
             else:
                 target, err = prev, still
             g = self.strength * torch.exp(-(err / self.tolerance) ** 2)
-            out = cur + g * (target - cur)
+            # the bicubic move overshoots at edges: keep the frame in [0, 1]
+            out = (cur + g * (target - cur)).clamp_(0, 1)
         self.prev = out
         return out if frame.dim() == 4 else out[0]

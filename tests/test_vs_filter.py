@@ -51,6 +51,9 @@ def _src(fmt=vs.RGBS, w=64, h=48, length=7, **kw) -> vs.VideoNode:
     return _content(clip)
 
 
+FRAMEWISE = dict(grid="fixed", temporal=0)  # every frame on its own: batch k is the core's restore
+
+
 def _planes(frame: vs.VideoFrame) -> np.ndarray:
     return np.stack([np.asarray(frame[p]) for p in range(3)]).copy()
 
@@ -85,7 +88,7 @@ def test_output_equals_core_restore_of_the_batch(model):
     from gendrpix_video import restore
 
     src = _src(length=5)
-    out = gendrpix(src, height=96, model=model, batch_size=3, detail=0.7, seed=5)
+    out = gendrpix(src, height=96, model=model, batch_size=3, detail=0.7, seed=5, **FRAMEWISE)
     frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
     batches = (frames[0:3], frames[3:5])  # the filter's batches: [0, 3) and [3, 5)
     expected = torch.cat([restore(model, b, size=(96, 128), detail=0.7, seed=5) for b in batches])
@@ -99,8 +102,8 @@ def test_supersample_is_the_core_s_restore_any_scale(model):
     from gendrpix_video.padcfg import restore_any_scale
 
     src = _src(length=2)
-    out = gendrpix(src, scale=2, model=model, batch_size=2, detail=1.0, supersample=1.5)
-    plain = gendrpix(src, scale=2, model=model, batch_size=2, detail=1.0)
+    out = gendrpix(src, scale=2, model=model, batch_size=2, detail=1.0, supersample=1.5, **FRAMEWISE)
+    plain = gendrpix(src, scale=2, model=model, batch_size=2, detail=1.0, **FRAMEWISE)
     frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
     expected = restore_any_scale(model, frames, (96, 128), 1.0, supersample=1.5)
     assert np.array_equal(_planes(out.get_frame(1)), expected[1].numpy())
@@ -176,7 +179,7 @@ def test_each_batch_always_runs_on_the_same_worker(model, monkeypatch):
         return infer(self, x, positions)
 
     monkeypatch.setattr(F._Runner, "_infer", spy)
-    out = gendrpix(src, height=96, model=model, batch_size=3, num_streams=2, seed=7)
+    out = gendrpix(src, height=96, model=model, batch_size=3, num_streams=2, seed=7, **FRAMEWISE)
     for n in [10, 0, 4, 9, 1, 7]:          # every batch, out of order
         out.get_frame(n)
     for n in range(11):                    # and all of them again, in order
@@ -186,9 +189,12 @@ def test_each_batch_always_runs_on_the_same_worker(model, monkeypatch):
         assert names == {f"gendrpix{k % 2}_0"}, (k, names)
 
 
-def test_out_of_order_requests_are_bit_exact(model):
+@pytest.mark.parametrize("settings", [{}, FRAMEWISE])
+def test_out_of_order_requests_are_bit_exact(model, settings):
+    """The defaults (runs of frames, the grid following and the temporal filter through each)
+    and frame by frame: any request order, concurrent or not, gives the same frames."""
     src = _src(length=11)
-    kw = dict(height=96, model=model, batch_size=3, num_streams=2, seed=7)
+    kw = dict(height=96, model=model, batch_size=3, num_streams=2, seed=7, span=4, **settings)
     ref = [_planes(f) for f in gendrpix(src, **kw).frames()]  # in order
     assert not np.array_equal(ref[0], ref[1])
 
@@ -205,9 +211,9 @@ def test_out_of_order_requests_are_bit_exact(model):
         for _ in range(2):
             assert np.array_equal(_planes(out.get_frame(n)), ref[n]), n
 
-    # another batch partition: the same up to float rounding
-    for b in (1, 4):
-        other = gendrpix(src, **{**kw, "batch_size": b})
+    # the same runs (6 frames) cut into other batches: the same up to float rounding
+    for b in (1, 2, 6):
+        other = gendrpix(src, **{**kw, "batch_size": b, "span": 6})
         for n in order:
             np.testing.assert_allclose(_planes(other.get_frame(n)), ref[n], atol=1e-4)
 
@@ -224,7 +230,7 @@ def test_source_clean_uses_the_clean_contexts():
         m.c_pos_clean.add_(torch.randn_like(m.c_pos_clean))
     m.eval().invalidate()
     src = _src(length=2)
-    clean = gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2, source="clean")
+    clean = gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2, source="clean", **FRAMEWISE)
     frames = torch.from_numpy(np.stack([_planes(f) for f in src.frames()]))
     expected = restore(m, frames, size=(96, 128), detail=1.0, source="clean")
     default = _planes(gendrpix(src, scale=2, model=m, detail=1.0, batch_size=2, source="any").get_frame(1))
@@ -283,24 +289,33 @@ def _pan(length=8, w=64, h=48) -> vs.VideoNode:
     return core.std.ModifyFrame(clip, clip, paint)
 
 
-def test_grid_follow_moves_the_grid_with_the_picture_within_each_batch(model):
-    """grid="follow": each batch is the core's restore with the positions GridFollower gives from
-    the batch's first frame (which sits at 0, as with the grid fixed); any request order, same frames."""
+def _batched(model, frames: np.ndarray, batch: int, positions=None) -> torch.Tensor:
+    """The core's restore of frames, `batch` at a time, as the filter sends them."""
     from gendrpix_video import restore
+
+    return torch.cat([restore(model, torch.from_numpy(frames[i:i + batch]), size=(96, 128),
+                              positions=positions[i:i + batch] if positions else None)
+                      for i in range(0, len(frames), batch)])
+
+
+def test_grid_follow_moves_the_grid_with_the_picture_within_each_run(model):
+    """grid="follow": each run of `span` frames is the core's restore with the positions
+    GridFollower gives from the run's first frame (which sits at 0, as with the grid fixed),
+    restored `batch_size` frames at a time; any request order, same frames."""
     from gendrpix_video.motion import GridFollower
 
     src = _pan()
-    kw = dict(scale=2, model=model, batch_size=4, num_streams=2)
+    kw = dict(scale=2, model=model, batch_size=2, num_streams=2, span=4, temporal=0)
     follow = [_planes(f) for f in gendrpix(src, grid="follow", **kw).frames()]
-    fixed = [_planes(f) for f in gendrpix(src, **kw).frames()]
+    fixed = [_planes(f) for f in gendrpix(src, grid="fixed", **kw).frames()]
     frames = np.stack([_planes(f) for f in src.frames()])
     for k in (0, 4):
-        batch = frames[k:k + 4]
+        run = frames[k:k + 4]
         tracker = GridFollower((2.0, 2.0))
-        luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), batch, axes=([0], [1]))
+        luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), run, axes=([0], [1]))
         positions = [tracker(y) for y in luma]
         assert positions[0] == (0.0, 0.0) and positions[3][1] > 2.5  # three pixels to the right
-        want = restore(model, torch.from_numpy(batch), size=(96, 128), positions=positions).numpy()
+        want = _batched(model, run, 2, positions).numpy()
         for j in range(4):
             np.testing.assert_array_equal(follow[k + j], want[j])
         assert np.array_equal(follow[k], fixed[k]) and not np.array_equal(follow[k + 2], fixed[k + 2])
@@ -309,26 +324,27 @@ def test_grid_follow_moves_the_grid_with_the_picture_within_each_batch(model):
         assert np.array_equal(_planes(out.get_frame(n)), follow[n]), n
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_temporal_filters_each_batch_led_in_by_the_frames_before_it(model, batch_size):
-    """temporal=0.7: each batch is the core's restore and TemporalFilter over the two frames
-    before it (copies of frame 0 before the start) and the batch, those two dropped; any request
+@pytest.mark.parametrize("batch_size, span, grid", [(1, 1, "fixed"), (3, 3, "fixed"), (2, 3, "follow")])
+def test_temporal_filters_each_run_led_in_by_the_frames_before_it(model, batch_size, span, grid):
+    """temporal=0.7: each run (span rounded up to a multiple of batch_size) is the core's restore
+    and TemporalFilter over the two frames before it (copies of frame 0 before the start) and the
+    run, those two dropped; with the grid following, from the first of those two. Any request
     order gives the same frames, and it differs from the frame-by-frame output."""
-    from gendrpix_video import restore
     from gendrpix_video.motion import GridFollower
     from gendrpix_video.temporal import TemporalFilter
 
     src = _pan()
-    kw = dict(scale=2, model=model, batch_size=batch_size, num_streams=2)
+    kw = dict(scale=2, model=model, batch_size=batch_size, num_streams=2, span=span, grid=grid)
+    unit = -(-span // batch_size) * batch_size
     steady = [_planes(f) for f in gendrpix(src, temporal=0.7, **kw).frames()]
-    plain = [_planes(f) for f in gendrpix(src, **kw).frames()]
+    plain = [_planes(f) for f in gendrpix(src, scale=2, model=model, **FRAMEWISE).frames()]
     frames = np.stack([_planes(f) for f in src.frames()])
-    for k in range(0, 8, batch_size):
-        idx = [max(0, t) for t in range(k - 2, min(k + batch_size, 8))]
+    for k in range(0, 8, unit):
+        idx = [max(0, t) for t in range(k - 2, min(k + unit, 8))]
         tracker, filt = GridFollower((2.0, 2.0)), TemporalFilter(0.7)
         luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), frames[idx], axes=([0], [1]))
         motions = [tracker.track(y) for y in luma]
-        ys = restore(model, torch.from_numpy(frames[idx]), size=(96, 128))
+        ys = _batched(model, frames[idx], batch_size, [m.position for m in motions] if grid == "follow" else None)
         want = [filt(y, m.step_out((2.0, 2.0))).numpy()
                 for y, m in zip(ys, motions)][2:]
         for j, w in enumerate(want):
@@ -421,6 +437,8 @@ def test_not_a_clip_and_variable_clips_refused(model):
         (dict(supersample=2.5), "supersample must be a number from 1 to 2, got 2.5"),
         (dict(supersample="2"), "supersample must be a number from 1 to 2, got '2'"),
         (dict(temporal="strong"), "temporal must be a number between 0 and 0.95, got 'strong'"),
+        (dict(span=0), "span must be an integer >= 1, got 0"),
+        (dict(span=2.5), "span must be an integer >= 1, got 2.5"),
         (dict(source="clean"), r"source='clean': model of config tiny has no network for clean sources "
                                r"\(it has: any\); use source='any'"),
     ],
@@ -515,6 +533,6 @@ def test_inference_error_becomes_vs_error(model, monkeypatch):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(sys.modules["vsgendrpix._filter"], "restore_any_scale", broken)
-    out = gendrpix(_src(length=3), scale=2, model=model, batch_size=2)
+    out = gendrpix(_src(length=3), scale=2, model=model, batch_size=2, **FRAMEWISE)
     with pytest.raises(vs.Error, match=r"gendrpix: inference failed on frames 2-2: RuntimeError: CUDA out of memory"):
         out.get_frame(2)

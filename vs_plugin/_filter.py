@@ -57,13 +57,14 @@ from gendrpix_video import WeightsError, list_models, load_model
 from gendrpix_video.padcfg import restore_any_scale
 from gendrpix_video import policy
 from gendrpix_video.damage import AUTO, GUESS_FRAMES, SOURCE_CHOICES, guess_source
-from gendrpix_video.motion import GridFollower
-from gendrpix_video.temporal import TemporalFilter, check_strength
+from gendrpix_video.motion import GridFollower, central_window
+from gendrpix_video.temporal import DEFAULT_STRENGTH, TemporalFilter, check_strength
 
 __all__ = ["gendrpix"]
 
 _NAME = "gendrpix"
-LEAD = 2  # frames restored before each batch to start the temporal filter (dropped)
+LEAD = 2   # frames restored before each run to start the temporal filter (dropped)
+SPAN = 24  # frames the grid follows and the filter runs through before starting again
 
 _DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
@@ -243,7 +244,10 @@ class _Entry:
 
 
 class _Runner:
-    """Runs batches on the device; caches finished batches until all their frames are served."""
+    """Restores runs of frames on the device; caches finished runs until all their frames are served.
+
+    Run ``k`` is frames ``[k*U, (k+1)*U)`` (``U = unit``, a multiple of ``batch_size``), led in
+    by ``lead`` frames before it, restored ``batch_size`` frames at a time."""
 
     def __init__(
         self,
@@ -251,6 +255,7 @@ class _Runner:
         *,
         num_frames: int,
         batch_size: int,
+        unit: int,
         num_streams: int,
         out_size: tuple[int, int],
         np_dtype: np.dtype,
@@ -266,6 +271,7 @@ class _Runner:
         self.cuda = self.device.type == "cuda"
         self.num_frames = num_frames
         self.batch_size = batch_size
+        self.unit = unit
         self.out_w, self.out_h = out_size
         self.np_dtype = np.dtype(np_dtype)
         self.t_dtype = torch.float16 if self.np_dtype == np.float16 else torch.float32
@@ -280,7 +286,7 @@ class _Runner:
         # The device work runs on num_streams persistent worker threads, each with its own CUDA stream.
         # Persistent threads matter: cuDNN handles and autotuning results are kept per thread, so
         # running the network on ever-changing VapourSynth worker threads would re-tune again and again.
-        # Batch k always runs on worker k % num_streams, so a frame asked for again (a preview
+        # Run k always runs on worker k % num_streams, so a frame asked for again (a preview
         # scrubbing back) runs the kernels it ran the first time.
         self.workers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gendrpix{i}")
                         for i in range(num_streams)]
@@ -288,40 +294,47 @@ class _Runner:
 
         self.lock = threading.Lock()
         self.cache: OrderedDict[int, _Entry] = OrderedDict()
-        self.max_entries = 2 * num_streams + 6
+        # finished runs wait here for their frames' requests; long runs hold more output frames each
+        self.max_entries = 2 * num_streams + (6 if unit == batch_size else 2)
 
-    # -- device work (called by the one thread that owns a batch) --
-    def _run_batch(self, k: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
-        """Batch k: count x 3 x H x W in the clip's dtype, on the model's device (finished when
-        returned); with the temporal filter `frames` starts with the lead-in, which is dropped."""
-        count = len(frames)
-        h, w = frames[0].height, frames[0].width
-        # frames -> (pinned) host tensor here, in the VapourSynth thread that owns the batch
-        host_in = torch.empty((count, 3, h, w), dtype=self.t_dtype, pin_memory=self.cuda)
-        view = host_in.numpy()
-        for i, f in enumerate(frames):
-            for p in range(3):
-                np.copyto(view[i, p], np.asarray(f[p]))
-        motions = self._motions(view) if self.grid == "follow" or self.temporal else None
-        # the network on a worker thread; waiting on the future releases the GIL
-        return self.workers[k % len(self.workers)].submit(self._device_work, host_in, motions).result()
+    # -- device work (called by the one thread that owns a run) --
+    def _run(self, k: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
+        """Run k: count x 3 x H x W in the clip's dtype, on the model's device (finished when
+        returned); with the temporal filter `frames` starts with the lead-in, which is dropped.
+        Each batch's motion is estimated and its frames copied into (pinned) host memory in this
+        VapourSynth thread while the worker restores the batch before."""
+        follower = None
+        if self.grid == "follow" or self.temporal:
+            # the grid follows the picture from the run's first frame and starts again at the next
+            # run, so a frame comes out the same whichever order frames are asked for
+            follower = GridFollower((self.out_h / frames[0].height, self.out_w / frames[0].width))
+        state = _RunState(self, len(frames) - self.lead, frames[0].height, frames[0].width)
+        worker = self.workers[k % len(self.workers)]
+        pending = None
+        for start in range(0, len(frames), self.batch_size):
+            part = frames[start:start + self.batch_size]
+            motions = [follower.track(_luma_window(f)) for f in part] if follower else None
+            host_in = torch.empty((len(part), 3, part[0].height, part[0].width), dtype=self.t_dtype,
+                                  pin_memory=self.cuda)
+            view = host_in.numpy()
+            for i, f in enumerate(part):
+                for p in range(3):
+                    np.copyto(view[i, p], np.asarray(f[p]))
+            if pending is not None:
+                pending.result()  # waiting on the future releases the GIL
+            pending = worker.submit(self._device_work, state, host_in, start, motions)
+        pending.result()
+        return state.out
 
-    def _motions(self, rgb: np.ndarray):
-        """Each frame's motion from the batch's first frame (`motion.GridFollower` on the luma):
-        the grid follows the picture within the batch and starts again at the next, so a frame
-        comes out the same whichever order frames are asked for."""
-        follower = GridFollower((self.out_h / rgb.shape[2], self.out_w / rgb.shape[3]))
-        luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), rgb.astype(np.float32), axes=([0], [1]))
-        return [follower.track(y) for y in luma]
-
-    def _device_work(self, host_in: torch.Tensor, motions=None) -> torch.Tensor:
+    def _device_work(self, state: "_RunState", host_in: torch.Tensor, start: int, motions=None) -> None:
         with torch.inference_mode():
             if not self.cuda:
-                return self._infer(host_in, motions)
+                state.take(start, self._infer(host_in, motions), motions)
+                return
             with self._own_stream() as stream:
-                out = self._infer(host_in.to(self.device, non_blocking=True), motions)
-                stream.synchronize()  # releases the GIL while the GPU works
-            return out
+                x = host_in.to(self.device, non_blocking=True)
+                state.take(start, self._infer(x, motions), motions)
+                stream.synchronize()  # releases the GIL while the GPU works; host_in is free after
 
     @contextlib.contextmanager
     def _own_stream(self):
@@ -341,30 +354,25 @@ class _Runner:
 
         From CUDA this is a plain device-to-host copy straight into the frame's memory, on a stream of
         the calling thread; it returns when done and releases the GIL meanwhile, so the frames of a
-        batch are copied out in parallel.  No pinned staging buffers are held between batches.
+        run are copied out in parallel.  No pinned staging buffers are held between runs.
         """
         with torch.inference_mode(), self._own_stream():
             for p in range(3):
                 torch.from_numpy(np.asarray(frame[p])).copy_(result[p])
 
     def _infer(self, x: torch.Tensor, motions=None) -> torch.Tensor:
-        # restore works in the model's dtype and returns [0, 1] in the dtype of its input (the clip's)
+        """One batch restored; restore works in the model's dtype and returns [0, 1] in the dtype
+        of its input (the clip's)."""
         positions = [m.position for m in motions] if motions and self.grid == "follow" else None
-        y = restore_any_scale(self.model, x.clamp_(0.0, 1.0), (self.out_h, self.out_w), self.detail, self.seed,
-                              source=self.source, positions=positions, supersample=self.supersample)
-        if not self.temporal:
-            return y
-        steady, scale = TemporalFilter(self.temporal), (self.out_h / x.shape[2], self.out_w / x.shape[3])
-        out = []
-        for frame, m in zip(y, motions):
-            out.append(steady(frame.float(), m.step_out(scale)).to(y.dtype))
-        return torch.stack(out[self.lead:])
+        return restore_any_scale(self.model, x.clamp_(0.0, 1.0), (self.out_h, self.out_w), self.detail, self.seed,
+                                 source=self.source, positions=positions, supersample=self.supersample)
 
     # -- cache --
     def get(self, n: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
-        """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's batch (after
+        """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's run (after
         the lead-in's, with the temporal filter)."""
-        k, j = divmod(n, self.batch_size)
+        k, j = divmod(n, self.unit)
+        count = min(self.unit, self.num_frames - k * self.unit)
         with self.lock:
             entry = self.cache.get(k)
             owner = entry is None
@@ -377,8 +385,7 @@ class _Runner:
                 self.cache.move_to_end(k)
         if owner:
             try:
-                entry.result = self._run_batch(
-                    k, frames[: self.lead + min(self.batch_size, self.num_frames - k * self.batch_size)])
+                entry.result = self._run(k, frames[: self.lead + count])
             except BaseException as e:  # noqa: BLE001 - handed to waiting threads
                 entry.error = e
                 with self.lock:
@@ -388,18 +395,42 @@ class _Runner:
                 entry.done.set()
         else:
             entry.done.wait()
-        count = min(self.batch_size, self.num_frames - k * self.batch_size)
         if entry.error is not None:
             e = entry.error
             if isinstance(e, vs.Error):
                 raise e
-            first = k * self.batch_size
+            first = k * self.unit
             raise _err(f"inference failed on frames {first}-{first + count - 1}: {type(e).__name__}: {e}") from e
         with self.lock:
             entry.served.add(j)
             if len(entry.served) >= count and self.cache.get(k) is entry:
                 del self.cache[k]
         return entry.result[j]
+
+
+def _luma_window(frame: vs.VideoFrame) -> np.ndarray:
+    """The luma of the central window the motion estimate reads (`motion.central_window`)."""
+    planes = np.stack([central_window(np.asarray(frame[p])) for p in range(3)])
+    return np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), planes, axes=([0], [0]))
+
+
+class _RunState:
+    """One run's output on the device, filled batch by batch on its worker thread, and its
+    temporal filter, which carries from one batch of the run to the next."""
+
+    def __init__(self, runner: _Runner, count: int, h: int, w: int) -> None:
+        self.lead = runner.lead
+        self.scale = (runner.out_h / h, runner.out_w / w)
+        self.steady = TemporalFilter(runner.temporal) if runner.temporal else None
+        self.out = torch.empty((count, 3, runner.out_h, runner.out_w), dtype=runner.t_dtype, device=runner.device)
+
+    def take(self, start: int, y: torch.Tensor, motions) -> None:
+        """Batch output `y` of the run's frames from `start` (lead-in included)."""
+        for i, frame in enumerate(y):
+            if self.steady is not None:
+                frame = self.steady(frame.float(), motions[i].step_out(self.scale)).to(y.dtype)
+            if start + i >= self.lead:
+                self.out[start + i - self.lead].copy_(frame)
 
 
 def _copy_props(dst: vs.VideoFrame, src: vs.VideoFrame, sar_factor: Fraction) -> None:
@@ -431,8 +462,9 @@ def gendrpix(
     model: Any = None,
     dtype: Any = None,
     source: str = AUTO,
-    grid: str = "fixed",
-    temporal: float = 0.0,
+    grid: str = "follow",
+    temporal: float = DEFAULT_STRENGTH,
+    span: int = SPAN,
     supersample: float = 1.0,
 ) -> vs.VideoNode:
     """Restore / upscale a clip with GenDR-Pix.
@@ -444,8 +476,8 @@ def gendrpix(
     :param detail:       PadCFG guidance scale (1.0 or 0 = one pass; other values run two branches);
                          None = the model's own default (from its weights file).
     :param seed:         Fixes the PadCFG offsets for the whole clip.
-    :param batch_size:   Frames sent to the device together (frames [k*B, (k+1)*B) form batch k).
-    :param num_streams:  CUDA streams (batches) run concurrently.
+    :param batch_size:   Frames sent to the device together.
+    :param num_streams:  CUDA streams: runs of frames (``span``) restored concurrently.
     :param device_index: CUDA device; None = CUDA if available, else CPU.
     :param model:        None (the shipped default), a name from ``gendrpix_video.list_models()``,
                          a weights path for ``load_model``,
@@ -458,15 +490,18 @@ def gendrpix(
                          lossless/ProRes intermediates: sharpened more, no noise or compression removed;
                          needs a model with a network for clean sources, ``model.sources``; the shipped
                          default has one).
-    :param grid:         "fixed" (the x8 grid stays on the frame) or "follow": within each batch the
-                         grid moves with the picture (camera motion estimated frame to frame), so
-                         texture stays on the objects in pans; it starts again at each batch, so a
-                         larger ``batch_size`` follows longer runs.
-    :param temporal:     0 (every frame on its own, the default) or the temporal filter's strength, up
-                         to 0.95 (the CLI's default is 0.7): each restored frame is blended with the
-                         one before, moved with the picture, where the two agree, so the texture the
-                         model draws does not shimmer; within each batch, led in by the two frames
-                         before it (restored and dropped: ``2 / batch_size`` more work).
+    :param grid:         "follow" (the default, as the CLI): the x8 grid moves with the picture
+                         (camera motion estimated frame to frame), so texture stays on the objects
+                         in pans; "fixed": the grid stays on the frame.
+    :param temporal:     The temporal filter's strength, 0 to 0.95 (default 0.7, as the CLI): each
+                         restored frame is blended with the one before, moved with the picture,
+                         where the two agree, so the texture the model draws does not shimmer;
+                         0: every frame on its own.
+    :param span:         With ``grid="follow"`` or ``temporal > 0``: frames ``[k*S, (k+1)*S)`` (``S``
+                         = ``span`` rounded up to a multiple of ``batch_size``) are restored together,
+                         the grid following and the filter running through them, led in by the two
+                         frames before (restored and dropped: ``2 / S`` more work), so any request
+                         order gives the same frames. Longer is steadier; shorter seeks faster.
     :param supersample:  1 (the default) to 2: the model restores to that much more than the
                          output (up to its largest scale, x4) and the result is shrunk to the
                          output size (bicubic, antialiased), for that squared more work: below x4
@@ -491,6 +526,8 @@ def gendrpix(
         supersample = policy.check_supersample(supersample)
     except ValueError as e:
         raise _err(str(e)) from None
+    if not _is_int(span) or span < 1:
+        raise _err(f"span must be an integer >= 1, got {span!r}")
     if not _is_real(temporal) or not math.isfinite(temporal):
         raise _err(f"temporal must be a number between 0 and 0.95, got {temporal!r}")
     try:
@@ -509,10 +546,15 @@ def gendrpix(
         raise _err(f"{clip.width}x{clip.height} -> {out_w}x{out_h} is {why}")
 
     batch_size = int(min(batch_size, clip.num_frames))
+    unit = batch_size  # frame by frame: a run is a batch
+    if grid == "follow" or temporal:
+        whole = -(-clip.num_frames // batch_size) * batch_size
+        unit = min(-(-int(span) // batch_size) * batch_size, whole)
     runner = _Runner(
         net,
         num_frames=clip.num_frames,
         batch_size=batch_size,
+        unit=unit,
         num_streams=int(num_streams),
         out_size=(out_w, out_h),
         np_dtype=np.float16 if clip.format.id == vs.RGBH else np.float32,
@@ -527,35 +569,35 @@ def gendrpix(
 
     core = vs.core
     src = clip
-    pad = (-clip.num_frames) % batch_size
+    pad = (-clip.num_frames) % unit
     if pad:
         src = src + src[-1] * pad
-    if batch_size == 1:
+    if unit == 1:
         slots = [src]
     else:
-        # slot j: frame n -> source frame (n // B) * B + j
+        # slot j: frame n -> source frame (n // U) * U + j
         slots = [
-            core.std.SelectEvery(src, cycle=batch_size, offsets=[j] * batch_size, modify_duration=False)
-            for j in range(batch_size)
+            core.std.SelectEvery(src, cycle=unit, offsets=[j] * unit, modify_duration=False)
+            for j in range(unit)
         ]
     if runner.lead:
-        # lead-in slot i: frame n -> source frame (n // B) * B - lead + i (frame 0 before the start)
+        # lead-in slot i: frame n -> source frame (n // U) * U - lead + i (frame 0 before the start)
         early = src[0] * runner.lead + src
-        slots = [early[i:] if batch_size == 1 else
-                 core.std.SelectEvery(early[i:], cycle=batch_size, offsets=[0] * batch_size, modify_duration=False)
+        slots = [early[i:] if unit == 1 else
+                 core.std.SelectEvery(early[i:], cycle=unit, offsets=[0] * unit, modify_duration=False)
                  for i in range(runner.lead)] + slots
     blank = core.std.BlankClip(src, width=out_w, height=out_h, keep=True)
 
     def _process(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        batch = f[1:]
-        result = runner.get(n, batch)
+        run = f[1:]
+        result = runner.get(n, run)
         fout = f[0].copy()
         runner.write(result, fout)
-        _copy_props(fout, batch[runner.lead + n % batch_size], sar_factor)
+        _copy_props(fout, run[runner.lead + n % unit], sar_factor)
         return fout
 
     # One std.ModifyFrame instance runs its Python callbacks one at a time, so a fresh instance is
-    # made per frame through FrameEval: callbacks of different frames then run concurrently (a batch
+    # made per frame through FrameEval: callbacks of different frames then run concurrently (a run
     # is still computed once, see _Runner.get) and no callback ever waits on a queued one.
     inputs = [blank, *slots]
     out = core.std.FrameEval(
