@@ -30,10 +30,10 @@ def pan(n: int, h: int = 1080, w: int = 1920, step: int = 2) -> vs.VideoNode:
     pic = (0.5 + 0.25 * np.tanh(2 * pic / pic.std())).astype(np.float16)
     blank = core.std.BlankClip(format=vs.RGBH, width=w, height=h, length=n, fpsnum=24000, fpsden=1001)
 
-    def paint(k, f):
+    def paint(n, f):
         out = f.copy()
         for p in range(3):
-            np.copyto(np.asarray(out[p]), np.roll(pic, 7 * p, 0)[:, step * k:step * k + w])
+            np.copyto(np.asarray(out[p]), np.roll(pic, 7 * p, 0)[:, step * n:step * n + w])
         return out
     return core.std.ModifyFrame(blank, blank, paint)
 

@@ -33,9 +33,12 @@ CLI_CASES = [
     ("cli_x2_grid_follow", dict(pix_fmt="yuv420p"), ["--scale", "2", "--pix-fmt", "yuv420p", "--temporal", "0"]),
     ("cli_x2_defaults", dict(pix_fmt="yuv420p"), ["--scale", "2", "--pix-fmt", "yuv420p"]),
 ]
+# The filter frame by frame, as the references were made, and with its defaults (runs of frames,
+# the grid following and the temporal filter through each).
 FILTER_CASES = [
-    ("vs_h96_default_detail", dict(fmt="RGBS"), dict(height=96)),
-    ("vs_x1.5_detail0_half", dict(fmt="RGBH"), dict(scale=1.5, detail=0.0, batch_size=3)),
+    ("vs_h96_default_detail", dict(fmt="RGBS"), dict(height=96, grid="fixed", temporal=0)),
+    ("vs_x1.5_detail0_half", dict(fmt="RGBH"), dict(scale=1.5, detail=0.0, batch_size=3, grid="fixed", temporal=0)),
+    ("vs_h96_defaults", dict(fmt="RGBS"), dict(height=96, batch_size=2, span=4)),
 ]
 
 
