@@ -101,14 +101,16 @@ def test_alpha_is_dropped_with_a_warning(tmp_path, tiny_model, capsys):
     assert file_fingerprint(src) == before
 
 
-def test_interlaced_warns(tmp_path, tiny_model, capsys):
+def test_interlaced_warns_only_when_not_deinterlaced(tmp_path, tiny_model, capsys):
     src = make_clip(tmp_path / "tff.mkv", codec="libx264", interlaced=True,
                     options={"x264-params": "interlaced=1:tff=1"})
-    code, _, err = run_upscale(capsys, src, "-o", tmp_path / "o.mkv", "--model", tiny_model, "--codec", "ffv1",
-                               "--pix-fmt", "yuv420p", "--scale", "2", "--quiet")
+    args = ["--model", tiny_model, "--codec", "ffv1", "--pix-fmt", "yuv420p", "--scale", "2", "--quiet"]
+    code, _, err = run_upscale(capsys, src, "-o", tmp_path / "o.mkv", *args, "--deinterlace", "off")
     assert code == 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gendrpix-video: warning: tff.mkv: interlaced"), err
+    code, _, err = run_upscale(capsys, src, "-o", tmp_path / "d.mkv", *args)  # auto: bwdif, nothing to warn
+    assert code == 0 and err.strip() == "", err
 
 
 def test_output_folder_missing(good, tiny_model, capsys):

@@ -25,7 +25,7 @@ from ..video.engine import GRIDS
 from ..video.pipeline import Result, check_source_in_file, upscale_file
 from ..video.lock import JobBusy
 from ..video.preflight import CPU_MINUTES, PlanRefused
-from ..video.presets import PresetError, UpscaleSettings
+from ..video.presets import DEINTERLACE, PresetError, UpscaleSettings
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".mxf", ".ts", ".m2ts", ".mts", ".mpg",
                   ".mpeg", ".wmv", ".flv", ".y4m", ".nut", ".dv", ".3gp", ".ogv", ".vob"}
@@ -77,6 +77,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--grid", choices=GRIDS, metavar="follow|fixed",
                     help="follow (the default): the model's 8x8 patch grid moves with the picture, estimated "
                          "from frame to frame, so texture stays put in pans; fixed: the grid stays on the frame")
+    ap.add_argument("--deinterlace", choices=DEINTERLACE, metavar="auto|on|off",
+                    help="auto (the default): interlaced input (as the file says) goes through FFmpeg's bwdif "
+                         "first, one frame per frame, timestamps kept; on: every file (fields the file does "
+                         "not declare); off: frames as decoded")
     ap.add_argument("--temporal", type=float, metavar="S",
                     help=f"temporal filter strength 0-0.95 (default {DEFAULT_STRENGTH:g}): each restored frame is "
                          "blended with the previous one, moved with the picture, where the two agree, so the "
@@ -127,7 +131,7 @@ def settings_from(args) -> UpscaleSettings:
     """The preset, then the flags over it (validated as the preset's values are)."""
     return UpscaleSettings.from_preset(args.preset).override(
         "command line", codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, detail=args.detail,
-        source=args.source, grid=args.grid, temporal=args.temporal, supersample=args.supersample, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
+        source=args.source, grid=args.grid, deinterlace=args.deinterlace, temporal=args.temporal, supersample=args.supersample, batch=args.batch, scale=args.scale, height=args.height, size=args.size)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

@@ -7,6 +7,11 @@ Damage in the middle of a file (a packet the decoder rejects, a frame it marks c
 decoded past as FFmpeg does: the frames that exist keep their exact timestamps, and the damaged
 time ranges are collected in `Decoder.damage` for the job's summary. `strict=True` stops at the
 first damage instead (`DamagedInput`).
+
+`deinterlace=True` runs FFmpeg's bwdif on the decoded frames, one frame out per frame in (each
+frame's missing field rebuilt from its neighbours), each keeping its input timestamp; a part of
+the clip (`start`) is decoded from a frame before it, so its first frame has the neighbour a
+whole-file run gives it.
 """
 from __future__ import annotations
 
@@ -42,6 +47,51 @@ def planes_of(frame: av.VideoFrame, dtype: np.dtype, count: int = 3) -> list[np.
     return out
 
 
+class Deinterlacer:
+    """FFmpeg's bwdif (`mode=send_frame`: one frame out per frame in), through a PyAV filter graph
+    made for the first frame. The filter holds a frame back to see the next one: `push` returns
+    the frames that came out, `flush` the rest at the end; each keeps its input's timestamp
+    (the filter counts in half ticks, so timestamps are taken from the frames in, in order)."""
+
+    def __init__(self, time_base: Fraction):
+        self.time_base = time_base
+        self.graph: av.filter.Graph | None = None
+        self.pts: list[int] = []
+
+    def _configure(self, frame: av.VideoFrame) -> None:
+        g = av.filter.Graph()
+        src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=self.time_base)
+        bwdif = g.add("bwdif", "mode=send_frame:parity=auto:deint=all")
+        src.link_to(bwdif)
+        bwdif.link_to(g.add("buffersink"))
+        g.configure()
+        self.graph = g
+
+    def push(self, frame: av.VideoFrame, pts: int) -> list[tuple[int, av.VideoFrame]]:
+        if self.graph is None:
+            self._configure(frame)
+        frame.pts, frame.time_base = pts, self.time_base
+        self.pts.append(pts)
+        self.graph.push(frame)
+        return self._pull()
+
+    def flush(self) -> list[tuple[int, av.VideoFrame]]:
+        if self.graph is None:
+            return []
+        self.graph.push(None)
+        return self._pull()
+
+    def _pull(self) -> list[tuple[int, av.VideoFrame]]:
+        out = []
+        while self.pts:
+            try:
+                frame = self.graph.pull()
+            except (BlockingIOError, av.error.EOFError):
+                break
+            out.append((self.pts.pop(0), frame))
+        return out
+
+
 class Decoder:
     """Iterate decoded frames from a background thread; at most `depth` frames wait in memory.
 
@@ -49,9 +99,10 @@ class Decoder:
     """
 
     def __init__(self, info: VideoInfo, *, start: float | None = None, duration: float | None = None,
-                 depth: int = 8, threads: int = 0, strict: bool = False):
+                 depth: int = 8, threads: int = 0, strict: bool = False, deinterlace: bool = False):
         self.info = info
         self.strict = strict
+        self.deinterlace = deinterlace
         self.damage: list[tuple[Fraction, Fraction]] = []  # damaged time ranges (seconds), in order
         self.start, self.duration = start, duration
         self._q: queue.Queue = queue.Queue(maxsize=max(2, depth))
@@ -91,7 +142,9 @@ class Decoder:
             lo = hi = None
             if self.start:
                 lo = Fraction(self.start).limit_denominator(1 << 30)
-                c.seek(int(lo / tb), stream=vs, backward=True)
+                # bwdif reads the frame before: start decoding at least two frames earlier
+                pre = 2 * step * tb if self.deinterlace else 0
+                c.seek(int((lo - pre) / tb), stream=vs, backward=True)
             if self.duration:
                 hi = (lo or info.start_time) + Fraction(self.duration).limit_denominator(1 << 30)
                 self.end_time = hi
@@ -99,6 +152,25 @@ class Decoder:
             index, last, warned, seen_end = 0, None, False, Fraction(0)
             reformat = info.work_fmt != info.pix_fmt
             streams = [s for s in c.streams if s.index == vs.index or s.index in info.copy_streams]
+            deint = Deinterlacer(tb) if self.deinterlace else None
+
+            def hand_on(pts: int, frame: av.VideoFrame) -> bool:
+                """Put one frame in the queue; False once the selection has ended or on stop."""
+                nonlocal index
+                t = Fraction(pts) * tb
+                if lo is not None and t < lo:
+                    return True
+                if hi is not None and t >= hi:
+                    return False
+                if reformat:  # once, on the CPU: formats the GPU path does not take
+                    frame = frame.reformat(format=info.work_fmt)
+                if self.first_pts is None:
+                    self.first_pts = pts
+                if not self._put(Frame(index, pts, planes_of(frame, dtype), frame)):
+                    return False
+                index += 1
+                return True
+
             try:
                 # demux() ends with an empty packet per stream, which drains the decoder.
                 for packet in c.demux(streams):
@@ -126,23 +198,17 @@ class Decoder:
                                 warn(f"{info.path.name}: non-increasing timestamps at frame {index}; nudged")
                                 warned = True
                             pts = last + 1
-                        t = Fraction(pts) * tb
-                        if lo is not None and t < lo:
-                            continue
-                        if hi is not None and t >= hi:
-                            return
                         last = pts
-                        if reformat:  # once, on the CPU: formats the GPU path does not take
-                            frame = frame.reformat(format=info.work_fmt)
-                        if self.first_pts is None:
-                            self.first_pts = pts
-                        if not self._put(Frame(index, pts, planes_of(frame, dtype), frame)):
-                            return
-                        index += 1
+                        for item in (deint.push(frame, pts) if deint else [(pts, frame)]):
+                            if not hand_on(*item):
+                                return
             except av.error.EOFError:
                 pass
             except av.error.FFmpegError as e:
                 raise VideoError(f"{info.path}: damaged or truncated at frame {index} ({e.strerror})")
+            for item in (deint.flush() if deint else []):
+                if not hand_on(*item):
+                    return
             if index == 0:
                 raise VideoError(f"{info.path}: no video frames in the selected range")
             # A file that stops well short of the length its header promises was cut off.

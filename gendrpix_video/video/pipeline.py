@@ -240,6 +240,7 @@ class JobPlan:
     start: float | None = None
     duration: float | None = None
     source_guess: str = ""            # how `--source auto` decided, for the plan ("" when told)
+    deinterlace: bool = False         # bwdif on the decoded frames (`decode.Deinterlacer`)
 
 
 def choose_source(info: VideoInfo, s: UpscaleSettings, sources: tuple[str, ...], *,
@@ -267,9 +268,9 @@ def check_job(src: Path, dst, s: UpscaleSettings, result: Result, *, resume: boo
     if resume and target.exists() and not workdir_of(target).exists():
         result.status, result.size = "done", target.stat().st_size
         return None
-    if info.interlaced:
-        warn(f"{src.name}: interlaced video ({info.interlaced}): processed as progressive frames; "
-             "deinterlace first for best results")
+    if info.interlaced and s.deinterlace == "off":
+        warn(f"{src.name}: interlaced video ({info.interlaced}): processed as progressive frames "
+             "(--deinterlace off); --deinterlace auto rebuilds each frame's fields first")
     if info.alpha:
         warn(f"{src.name}: {info.pix_fmt} has an alpha channel: it is dropped, the output is opaque")
     for d in info.dropped_streams:
@@ -323,13 +324,17 @@ def plan_job(src: Path, target: Path, info: VideoInfo, s: UpscaleSettings, *, mo
     if s.supersample != 1:
         # Likewise: states that lack the key were written restoring to the output size.
         params["supersample"] = s.supersample
+    deinterlace = s.deinterlace == "on" or (s.deinterlace == "auto" and bool(info.interlaced))
+    if deinterlace:
+        # Likewise: states that lack the key were written from the frames as decoded.
+        params["deinterlace"] = "bwdif"
     cfg = EngineConfig(in_layout=info.layout, in_size=(info.height, info.width), in_matrix=in_matrix,
                        in_full=in_full, out_layout=out_lay, out_size=(H, W), out_matrix=out_colour.matrix,
                        out_full=out_colour.full_range, detail=detail, seed=s.seed, source=s.source,
                        batch=batch, grid=s.grid, temporal=s.temporal, supersample=s.supersample,
                        segment_frames=seg_frames)
     return JobPlan(src, target, info, enc, cfg, params, seg_frames, batch, workers, budget, frames,
-                   start, duration, source_guess)
+                   start, duration, source_guess, deinterlace)
 
 
 def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | None,
@@ -361,6 +366,9 @@ def preflight(job: JobPlan, model, device: torch.device, *, max_memory: float | 
                      source_guess=job.source_guess, run_size=run)
     if per_device > 1 and plan.gpu_bytes is not None:
         plan.gpu_bytes *= per_device
+    if job.deinterlace:
+        plan.notes.append(f"interlaced input ({info.interlaced or 'as told'}): deinterlaced with bwdif, one frame "
+                          "per frame (--deinterlace off keeps the fields as they are)")
     if parallel > 1:
         if plan.seconds_per_pixel is not None:
             plan.seconds_per_pixel /= parallel
@@ -458,7 +466,8 @@ def _work(job: Job, plan: JobPlan, model, dev: torch.device, result: Result, pro
     skip = job.resumed_frames()
     result.resumed = skip
     pool = EncoderPool(plan.enc, plan.workers, plan.budget, on_done=job.segment_done)
-    decoder = Decoder(info, start=start, duration=duration, depth=max(8, 2 * batch), strict=strict)
+    decoder = Decoder(info, start=start, duration=duration, depth=max(8, 2 * batch), strict=strict,
+                      deinterlace=plan.deinterlace)
     engine = Engine(model, plan.engine, dev)
     total = plan.frames
     state = {"feed": None, "frames": skip}

@@ -17,6 +17,8 @@ from .encode import CODECS, supported_pix_fmts
 from ..temporal import DEFAULT_STRENGTH
 from .engine import GRIDS
 
+DEINTERLACE = ("auto", "on", "off")  # auto: when the probe finds the video interlaced
+
 
 def _preset_dir() -> Path:
     """presets/ of the checkout (editable installs), else the copy packaged with a wheel install."""
@@ -136,6 +138,7 @@ SCHEMA = {
     "seed": _number("seed"),
     "source": _string(SOURCE_CHOICES),       # what the footage is: "auto" (guessed), "any" or "clean"
     "grid": _string(GRIDS),                  # "follow": the x8 grid moves with the picture; "fixed"
+    "deinterlace": _string(DEINTERLACE),     # "auto": bwdif on interlaced input; "on"; "off"
     "temporal": _number("temporal"),         # temporal filter strength; 0: every frame on its own
     "supersample": _number("supersample"),   # restore to up to 2x the output size, then shrink (policy.run_size)
     "batch": _number("batch"),
@@ -201,6 +204,7 @@ class UpscaleSettings:
     seed: int = 0
     source: str = AUTO                 # guessed per file; "any": may be damaged; "clean": a clean master
     grid: str = "follow"               # the model's x8 grid moves with the picture (steadier pans)
+    deinterlace: str = "auto"          # bwdif, one frame per frame, when the input is interlaced
     temporal: float = DEFAULT_STRENGTH  # frames blended with the previous where they agree (temporal.py)
     supersample: float = 1.0           # >1: the model restores to that much more, shrunk to the output
     batch: int = 4

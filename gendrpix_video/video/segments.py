@@ -70,7 +70,7 @@ def read_range(plan: JobPlan, r: Range, want: list[int], *, strict: bool = False
     depth = max(8, 2 * plan.batch)
     if r.first:
         at = Fraction(want[0]) * plan.info.time_base
-        with Decoder(plan.info, start=at, depth=depth, strict=strict) as d:
+        with Decoder(plan.info, start=at, depth=depth, strict=strict, deinterlace=plan.deinterlace) as d:
             got = []
             for f in d:
                 if len(got) == r.count:
@@ -84,7 +84,8 @@ def read_range(plan: JobPlan, r: Range, want: list[int], *, strict: bool = False
             return
     # By timestamp from the start, as one process decodes: exact for any stream, slower for late ranges.
     wanted, last, k = set(want), want[-1], 0
-    with Decoder(plan.info, start=plan.start, duration=plan.duration, depth=depth, strict=strict) as d:
+    with Decoder(plan.info, start=plan.start, duration=plan.duration, depth=depth, strict=strict,
+                 deinterlace=plan.deinterlace) as d:
         try:
             for f in d:
                 if f.pts in wanted:
