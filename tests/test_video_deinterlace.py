@@ -60,6 +60,10 @@ def test_decoder_rebuilds_fields_and_keeps_every_timestamp(interlaced):
     assert [p for p, _ in deint] == [p for p, _ in plain] and len(deint) == N
     assert np.mean([comb(y) for _, y in plain]) > 20           # the bar's two fields apart
     assert np.mean([comb(y) for _, y in deint]) < 0.25 * np.mean([comb(y) for _, y in plain])
+    # top field first: each frame shows the top field's time, the bar at 12 k .. 12 k + 12
+    for k, (_, y) in enumerate(deint[1:7], 1):  # while the bar is in the frame
+        bright = (y[8:-8] > 130).mean(0)
+        assert abs((bright * np.arange(W)).sum() / bright.sum() - (12 * k + 5.5)) < 1.5, k
 
 
 def test_a_part_decodes_as_in_the_whole_file(interlaced):

@@ -47,21 +47,30 @@ def planes_of(frame: av.VideoFrame, dtype: np.dtype, count: int = 3) -> list[np.
     return out
 
 
+# The field shown first, by the stream's field order (probe.VideoInfo.interlaced): the frame
+# bwdif makes keeps that field and rebuilds the other, so it shows the picture at the frame's time.
+PARITY = {"top field first": "tff", "bottom field first": "bff",
+          "top coded first, bottom shown first": "bff", "bottom coded first, top shown first": "tff"}
+
+
 class Deinterlacer:
     """FFmpeg's bwdif (`mode=send_frame`: one frame out per frame in), through a PyAV filter graph
     made for the first frame. The filter holds a frame back to see the next one: `push` returns
     the frames that came out, `flush` the rest at the end; each keeps its input's timestamp
-    (the filter counts in half ticks, so timestamps are taken from the frames in, in order)."""
+    (the filter counts in half ticks, so timestamps are taken from the frames in, in order).
+    `parity`: "tff", "bff" or "auto" (each frame's own flag; decoders often leave it unset, which
+    bwdif reads as bottom first, so the stream's field order is the better guide)."""
 
-    def __init__(self, time_base: Fraction):
+    def __init__(self, time_base: Fraction, parity: str = "auto"):
         self.time_base = time_base
+        self.parity = parity
         self.graph: av.filter.Graph | None = None
         self.pts: list[int] = []
 
     def _configure(self, frame: av.VideoFrame) -> None:
         g = av.filter.Graph()
         src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=self.time_base)
-        bwdif = g.add("bwdif", "mode=send_frame:parity=auto:deint=all")
+        bwdif = g.add("bwdif", f"mode=send_frame:parity={self.parity}:deint=all")
         src.link_to(bwdif)
         bwdif.link_to(g.add("buffersink"))
         g.configure()
@@ -152,7 +161,7 @@ class Decoder:
             index, last, warned, seen_end = 0, None, False, Fraction(0)
             reformat = info.work_fmt != info.pix_fmt
             streams = [s for s in c.streams if s.index == vs.index or s.index in info.copy_streams]
-            deint = Deinterlacer(tb) if self.deinterlace else None
+            deint = Deinterlacer(tb, PARITY.get(info.interlaced or "", "auto")) if self.deinterlace else None
 
             def hand_on(pts: int, frame: av.VideoFrame) -> bool:
                 """Put one frame in the queue; False once the selection has ended or on stop."""
