@@ -6,9 +6,8 @@ is the window at that time, shrunk x4 (bicubic, antialiased); frame k weaves fie
 2k + 1 (bottom), as an interlaced camera records a pan. The frames are coded as interlaced H.264
 (top field first, CRF 18) and upscaled x4 by `video.upscale_file` (the shipped default, FFV1
 output) with `--deinterlace off` and `auto` (bwdif), and by bicubic on the decoded frames for
-reference. Scored against the window at the top field's time (what bwdif rebuilds): Y-PSNR and
-the combing left (mean |2 row - the rows above and below|, luma levels; the ground truth's for
-reference). Writes a crop sheet with `--sheet`.
+reference. Scored against the window at the top field's time (what bwdif rebuilds): Y-PSNR.
+Writes a crop sheet with `--sheet`.
 
     .venv/bin/python scripts/interlaced_check.py --photos 3 --sheet docs/img/deinterlace_crops.jpg
 """
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gendrpix_video import load_model
-from gendrpix_video.training.metrics import psnr_y, rgb_to_y
+from gendrpix_video.training.metrics import psnr_y
 from gendrpix_video.video import UpscaleSettings, upscale_file
 
 LR_W, LR_H, SCALE, FRAMES, STEP = 240, 180, 4, 10, 6  # STEP: ground-truth pixels a field
@@ -69,11 +68,6 @@ def to_t(frames: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
 
 
-def comb(frames: torch.Tensor) -> float:
-    y = rgb_to_y(frames)[:, 0]
-    return float((2 * y[:, 1:-1] - y[:, :-2] - y[:, 2:]).abs().mean())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/photos/val")
@@ -81,7 +75,7 @@ def main() -> None:
     ap.add_argument("--sheet", default=None, help="a JPEG of crops: woven input, bicubic, off, auto, truth")
     a = ap.parse_args()
     model = load_model(None, device="cpu")
-    rows = {k: {"psnr": [], "comb": []} for k in ("bicubic of the woven frames", "deinterlace off", "deinterlace auto (bwdif)", "ground truth")}
+    rows = {k: [] for k in ("bicubic of the woven frames", "deinterlace off", "deinterlace auto (bwdif)")}
     panels = []
     with tempfile.TemporaryDirectory() as tmp:
         need = (LR_W * SCALE + STEP * 2 * FRAMES, LR_H * SCALE)
@@ -100,20 +94,18 @@ def main() -> None:
                     "script", height=LR_H * SCALE, codec="ffv1", pix_fmt="yuv444p", deinterlace=mode)
                 upscale_file(src, dst, settings, model=model, device="cpu", max_minutes=float("inf"))
                 outs["deinterlace off" if mode == "off" else "deinterlace auto (bwdif)"] = to_t(rgb_frames(dst))
-            outs["ground truth"] = truth
             for name, x in outs.items():
-                rows[name]["psnr"].append(float(psnr_y(x / 255, truth / 255).mean()))
-                rows[name]["comb"].append(comb(x))
-            print(f"{photo.name}: " + ", ".join(f"{n} {rows[n]['psnr'][-1]:.2f} dB" for n in outs), flush=True)
+                rows[name].append(float(psnr_y(x / 255, truth / 255).mean()))
+            print(f"{photo.name}: " + ", ".join(f"{n} {rows[n][-1]:.2f} dB" for n in outs), flush=True)
+            outs["ground truth"] = truth
             k = FRAMES // 2
             woven = F.interpolate(to_t(rgb_frames(src))[k:k + 1], scale_factor=SCALE, mode="nearest")[0]
             crop = (slice(None), slice(LR_H * SCALE // 2 - 96, LR_H * SCALE // 2 + 96),
                     slice(LR_W * SCALE // 2 - 128, LR_W * SCALE // 2 + 128))
             panels.append([woven[crop]] + [outs[n][k][crop] for n in outs])
-    print("\n| input, method | Y-PSNR (dB) | combing (levels) |\n|---|---|---|")
+    print("\n| method | Y-PSNR (dB) |\n|---|---|")
     for name, r in rows.items():
-        psnr = "-" if name == "ground truth" else f"{np.mean(r['psnr']):.2f}"
-        print(f"| {name} | {psnr} | {np.mean(r['comb']):.2f} |")
+        print(f"| {name} | {np.mean(r):.2f} |")
     if a.sheet:
         grid = torch.cat([torch.cat(p, 2) for p in panels], 1)
         Image.fromarray(grid.permute(1, 2, 0).clamp(0, 255).byte().numpy()).save(a.sheet, quality=90)
