@@ -17,6 +17,7 @@ import vapoursynth as vs
 
 from gendrpix_video import load_model
 from vsgendrpix import gendrpix
+from vs_settings import parse
 
 core = vs.core
 
@@ -36,14 +37,6 @@ def pan(n: int, h: int = 1080, w: int = 1920, step: int = 2) -> vs.VideoNode:
             np.copyto(np.asarray(out[p]), np.roll(pic, 7 * p, 0)[:, step * n:step * n + w])
         return out
     return core.std.ModifyFrame(blank, blank, paint)
-
-
-def parse(text: str) -> dict:
-    kw = {}
-    for item in filter(None, text.split(",")):
-        key, value = item.split("=", 1)
-        kw[key] = value if key == "grid" else (int(value) if key in ("span", "batch_size", "num_streams") else float(value))
-    return kw
 
 
 def main() -> None:

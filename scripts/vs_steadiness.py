@@ -27,6 +27,7 @@ from gendrpix_video.temporal import DEFAULT_STRENGTH
 from gendrpix_video.training.realeval import auto_method, bicubic, clip_motions, filter_clip, quantise, run_clip
 from gendrpix_video.training.realinput import RealInputSet, to_float, warp_error
 from vsgendrpix import gendrpix
+from vs_settings import DEFAULTS, parse
 
 core = vs.core
 
@@ -42,14 +43,6 @@ def as_clip(frames: torch.Tensor) -> vs.VideoNode:
             np.copyto(np.asarray(out[p]), frames[n, p].numpy())
         return out
     return core.std.ModifyFrame(blank, blank, paint)
-
-
-def parse(text: str) -> dict:
-    kw = {}
-    for item in filter(None, text.split(",")):
-        key, value = item.split("=", 1)
-        kw[key] = value if key in ("grid", "source") else (int(value) if key in ("span", "batch_size") else float(value))
-    return kw
 
 
 def pair_errors(clip: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor) -> list[float]:
@@ -84,14 +77,15 @@ def main() -> None:
     print("|---|---|---|---|")
     for text in a.run:
         kw = parse(text)  # "": the filter's defaults
-        span = kw.get("span", 24)
+        span = kw.get("span", DEFAULTS["span"])
         total, starts, inside = [], [], []
         for lr, fl, m in clips:
             node = gendrpix(as_clip(lr), width=size[1], height=size[0], model=model, **kw)
             out = torch.stack([quantise(torch.from_numpy(np.stack([np.asarray(f[p]) for p in range(3)])))
                                for f in node.frames()])
             total.append(warp_error(out, fl, m))
-            unit = -(-span // kw.get("batch_size", 1)) * kw.get("batch_size", 1)
+            batch = kw.get("batch_size", DEFAULTS["batch_size"])
+            unit = -(-span // batch) * batch
             for t, e in enumerate(pair_errors(out, fl, m)):
                 (starts if (t + 1) % unit == 0 else inside).append(e)
         row = {"warp_x": float(np.mean(total)) / base,

@@ -112,3 +112,15 @@ def test_pack_fills_calls_in_order_and_splits_what_no_call_holds(tmp_path):
     assert (tmp_path / "stash" / "teacher.safetensors").read_bytes() == big
     assert (tmp_path / "stash" / "small.npz").read_bytes() == (src / "small.npz").read_bytes()
     assert (tmp_path / "stash" / "photos" / "a.jpg").exists()
+
+
+def test_vs_settings_parse_types_each_value_as_the_filter_s_default():
+    import sys
+    import pytest
+    sys.path.insert(0, str(SCRIPTS))
+    from vs_settings import parse
+    assert parse("") == {}
+    assert parse("span=12,temporal=0,grid=fixed,batch_size=4") == {
+        "span": 12, "temporal": 0.0, "grid": "fixed", "batch_size": 4}
+    with pytest.raises(SystemExit, match="unknown filter argument 'spam'"):
+        parse("spam=1")
