@@ -68,12 +68,17 @@ class Deinterlacer:
         self.pts: list[int] = []
 
     def _configure(self, frame: av.VideoFrame) -> None:
-        g = av.filter.Graph()
-        src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=self.time_base)
-        bwdif = g.add("bwdif", f"mode=send_frame:parity={self.parity}:deint=all")
-        src.link_to(bwdif)
-        bwdif.link_to(g.add("buffersink"))
-        g.configure()
+        try:
+            g = av.filter.Graph()
+            src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                               time_base=self.time_base)
+            bwdif = g.add("bwdif", f"mode=send_frame:parity={self.parity}:deint=all")
+            src.link_to(bwdif)
+            bwdif.link_to(g.add("buffersink"))
+            g.configure()
+        except av.error.FFmpegError as e:
+            raise VideoError(f"cannot deinterlace {frame.format.name} video ({e.strerror}); "
+                             "use --deinterlace off") from None
         self.graph = g
 
     def push(self, frame: av.VideoFrame, pts: int) -> list[tuple[int, av.VideoFrame]]:
@@ -163,7 +168,7 @@ class Decoder:
             streams = [s for s in c.streams if s.index == vs.index or s.index in info.copy_streams]
             deint = Deinterlacer(tb, PARITY.get(info.interlaced or "", "auto")) if self.deinterlace else None
 
-            def hand_on(pts: int, frame: av.VideoFrame) -> bool:
+            def hand_on(pts: int, frame: av.VideoFrame, reformat: bool = reformat) -> bool:
                 """Put one frame in the queue; False once the selection has ended or on stop."""
                 nonlocal index
                 t = Fraction(pts) * tb
@@ -208,15 +213,21 @@ class Decoder:
                                 warned = True
                             pts = last + 1
                         last = pts
-                        for item in (deint.push(frame, pts) if deint else [(pts, frame)]):
-                            if not hand_on(*item):
+                        if deint is None:
+                            if not hand_on(pts, frame):
+                                return
+                            continue
+                        if reformat:  # bwdif takes the planar formats the rest of the path works in
+                            frame = frame.reformat(format=info.work_fmt)
+                        for item in deint.push(frame, pts):
+                            if not hand_on(*item, reformat=False):
                                 return
             except av.error.EOFError:
                 pass
             except av.error.FFmpegError as e:
                 raise VideoError(f"{info.path}: damaged or truncated at frame {index} ({e.strerror})")
             for item in (deint.flush() if deint else []):
-                if not hand_on(*item):
+                if not hand_on(*item, reformat=False):
                     return
             if index == 0:
                 raise VideoError(f"{info.path}: no video frames in the selected range")
