@@ -77,15 +77,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for text in a.run:
         kw = parse(text)  # "": the filter's defaults
-        span = kw.get("span", DEFAULTS["span"])
+        span, batch = kw.get("span", DEFAULTS["span"]), kw.get("batch_size", DEFAULTS["batch_size"])
+        unit = -(-span // batch) * batch
         total, starts, inside = [], [], []
         for lr, fl, m in clips:
             node = gendrpix(as_clip(lr), width=size[1], height=size[0], model=model, **kw)
             out = torch.stack([quantise(torch.from_numpy(np.stack([np.asarray(f[p]) for p in range(3)])))
                                for f in node.frames()])
             total.append(warp_error(out, fl, m))
-            batch = kw.get("batch_size", DEFAULTS["batch_size"])
-            unit = -(-span // batch) * batch
             for t, e in enumerate(pair_errors(out, fl, m)):
                 (starts if (t + 1) % unit == 0 else inside).append(e)
         row = {"warp_x": float(np.mean(total)) / base,

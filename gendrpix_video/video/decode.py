@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -24,7 +25,7 @@ import av
 import numpy as np
 
 from .errors import DamagedInput, VideoError, warn
-from .probe import VideoInfo
+from .probe import PARITY, VideoInfo
 
 _END = object()
 
@@ -47,12 +48,6 @@ def planes_of(frame: av.VideoFrame, dtype: np.dtype, count: int = 3) -> list[np.
     return out
 
 
-# The field shown first, by the stream's field order (probe.VideoInfo.interlaced): the frame
-# bwdif makes keeps that field and rebuilds the other, so it shows the picture at the frame's time.
-PARITY = {"top field first": "tff", "bottom field first": "bff",
-          "top coded first, bottom shown first": "bff", "bottom coded first, top shown first": "tff"}
-
-
 class Deinterlacer:
     """FFmpeg's bwdif (`mode=send_frame`: one frame out per frame in), through a PyAV filter graph
     made for the first frame. The filter holds a frame back to see the next one: `push` returns
@@ -65,7 +60,7 @@ class Deinterlacer:
         self.time_base = time_base
         self.parity = parity
         self.graph: av.filter.Graph | None = None
-        self.pts: list[int] = []
+        self.pts: deque[int] = deque()  # of the frames pushed and not yet out
 
     def _configure(self, frame: av.VideoFrame) -> None:
         try:
@@ -102,7 +97,7 @@ class Deinterlacer:
                 frame = self.graph.pull()
             except (BlockingIOError, av.error.EOFError):
                 break
-            out.append((self.pts.pop(0), frame))
+            out.append((self.pts.popleft(), frame))
         return out
 
 

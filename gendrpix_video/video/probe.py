@@ -17,6 +17,12 @@ from .errors import VideoError
 _MAGIC = [(0, b"\x1a\x45\xdf\xa3"), (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),
           (0, b"RIFF"), (0, b"OggS"), (0, b"nut/"), (0, b"\x00\x00\x01\xba"), (0, b"FLV"), (0, b"\x47")]
 
+# FFmpeg's field orders: (what VideoInfo.interlaced says, the field shown first for bwdif's
+# parity: the frame it makes keeps that field and rebuilds the other).
+FIELD_ORDERS = {2: ("top field first", "tff"), 3: ("bottom field first", "bff"),
+                4: ("top coded first, bottom shown first", "bff"), 5: ("bottom coded first, top shown first", "tff")}
+PARITY = dict(FIELD_ORDERS.values())
+
 
 @dataclass
 class VideoInfo:
@@ -139,8 +145,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                         first.color_range or cc.color_range or 0)
         if pix_fmt.startswith("yuvj"):
             colour = Colour(colour.primaries, colour.trc, colour.matrix, 2)
-        field_order = {2: "top field first", 3: "bottom field first", 4: "top coded first, bottom shown first",
-                       5: "bottom coded first, top shown first"}.get(getattr(cc, "field_order", 0) or 0)
+        field_order = FIELD_ORDERS.get(getattr(cc, "field_order", 0) or 0, (None,))[0]
         if first.interlaced_frame and not field_order:
             field_order = "interlaced"
         dm = None
