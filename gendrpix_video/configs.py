@@ -66,7 +66,7 @@ class UNetConfig:
     source_contexts: bool = False
     pad_mode: str = "reflect"      # (ours) padding to the x8 grid
     # (ours) a small network after the UNet at output resolution (`refiner.Refiner`: channels,
-    # blocks); () for none. The UNet's finest features cover 8 x 8 output pixels each, so it places
+    # blocks and, when not 2, its unshuffle factor); () for none. The UNet's finest features cover 8 x 8 output pixels each, so it places
     # edges less precisely than a network that sees every pixel.
     refiner: tuple[int, ...] = ()
     description: str = ""
@@ -76,8 +76,10 @@ class UNetConfig:
             raise ValueError(f"config {self.name}: attention needs one flag per level")
         if self.lr_grid and (self.lr_grid != 4 or self.in_channels != (3 + self.lr_grid) * SHUFFLE * SHUFFLE):
             raise ValueError(f"config {self.name}: lr_grid must be 0 or 4, with in_channels (3 + lr_grid) x 64")
-        if self.refiner and (len(self.refiner) != 2 or not all(isinstance(v, int) and v > 0 for v in self.refiner)):
-            raise ValueError(f"config {self.name}: refiner must be () or (channels, blocks), got {self.refiner!r}")
+        if self.refiner and (len(self.refiner) not in (2, 3) or not all(isinstance(v, int) and v > 0 for v in self.refiner)
+                             or self.refiner[2:] not in ((), (2,), (4,))):
+            raise ValueError(f"config {self.name}: refiner must be () or (channels, blocks[, down 2 or 4]), "
+                             f"got {self.refiner!r}")
         for c, att in zip(self.block_out_channels, self.attention):
             if c % self.norm_num_groups:
                 raise ValueError(f"config {self.name}: {c} channels do not divide into {self.norm_num_groups} groups")

@@ -5,8 +5,10 @@
 # comments), all on the GPU at once (a 32-channel refiner leaves an H200 mostly idle), each for
 # MINUTES. The refiners, their reports and logs come back in $OUT/refine.tar (kilobytes each).
 # TEACHER (a name or .safetensors): the banks hold its output too (`bank --teacher`), for runs
-# with --teacher-weight (the teacher runs on the CPU cores: about 1 s a 128-px crop at x4).
-# usage: [BANKS=4] [N=2000] [CROP=192] [TEACHER=name] [STASH=/tmp/refine] scripts/device_refine.sh DATA SOURCE MINUTES SPEC
+# with --teacher-weight. DEVICE=cuda: the network and the teacher of each bank run on the GPU
+# (the crops are degraded on the CPU cores, milliseconds each); on the CPU the teacher takes
+# about 1 s a 128-px crop at x4.
+# usage: [BANKS=4] [N=2000] [CROP=192] [TEACHER=name] [DEVICE=cpu] [STASH=/tmp/refine] scripts/device_refine.sh DATA SOURCE MINUTES SPEC
 set -uo pipefail
 data=$1 source=$2 minutes=$3 spec=$4
 dest=${STASH:-/tmp/refine}
@@ -18,7 +20,7 @@ for i in $(seq 0 $((${BANKS:-4} - 1))); do
   [ -f "$dest/bank$i.npz" ] && continue
   OMP_NUM_THREADS=$(( $(nproc) / ${BANKS:-4} )) python3 -m gendrpix_video.training.refine_fit bank --data "$data" \
     --source "$source" --n "${N:-2000}" --crop "${CROP:-192}" --seed "$i" ${TEACHER:+--teacher "$TEACHER"} \
-    --out "$dest/bank$i.npz" > "$dest/bank$i.log" 2>&1 &
+    --device "${DEVICE:-cpu}" --out "$dest/bank$i.npz" > "$dest/bank$i.log" 2>&1 &
 done
 wait
 ls -la "$dest"/bank*.npz || exit 1

@@ -75,6 +75,28 @@ def test_the_refiner_runs_per_source_at_its_strength_and_survives_a_save(tmp_pat
     assert torch.equal(restore(again, x, size, 0.25, source="clean"), restore(back, x, size, 0.25, source="clean"))
 
 
+def test_a_wider_refiner_x4_unshuffle_starts_as_the_identity_and_survives_a_save(tmp_path):
+    m = _trained_tiny().eval()
+    net = _busy_refiner()
+    wide = Refiner(8, 1, down=4)
+    x = torch.rand(1, 3, 13, 17)
+    assert torch.allclose(restore(refine_fit.with_refiner(m, wide), x, (39, 51), 1.0), restore(m, x, (39, 51), 1.0),
+                          atol=1e-6)  # odd sizes: padded to the x4 grid and cropped back
+    with torch.no_grad():
+        wide.tail.weight.normal_(0, 0.05)
+    r = refine_fit.with_refiner(m, wide)
+    assert r.config.refiner == (8, 1, 4) and net.shape == (8, 1)
+    back = load_model(save_weights(r, tmp_path / "wide.safetensors"), device="cpu", dtype=torch.float32)
+    assert back.config.refiner == (8, 1, 4) and back.refine.down == 4
+    assert Refiner.from_state(wide.state_dict()).down == 4
+    assert torch.allclose(restore(back, x, (52, 68), 1.0), restore(r, x, (52, 68), 1.0), atol=5e-3)
+    assert (restore(back, x, (52, 68), 1.0) - restore(m, x, (52, 68), 1.0)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="down must be one of"):
+        Refiner(8, 1, down=3)
+    with pytest.raises(ValueError, match="refiner must be"):
+        m.config.replace(refiner=(8, 1, 3))
+
+
 def test_a_new_refiner_for_any_source_keeps_the_clean_networks_own(tmp_path):
     m = _source_model(tmp_path)
     first = refine_fit.attach(m, _busy_refiner(seed=1), {"clean": 0.75}, {"run": "clean"})

@@ -162,10 +162,24 @@ def encoder_only_fps(info, settings, out_size, frames: int, workdir: Path, devic
     return frames / (time.perf_counter() - t0)
 
 
-def e2e_fps(clip: Path, out: Path, settings, model, device) -> tuple[float, int, float]:
+def e2e_fps(clip: Path, out: Path, settings, model, device) -> tuple[float, int, float, dict]:
+    """End-to-end fps, frames, seconds, and where the time went: when the first frame reached the
+    encoders, the rate frames reached them in the middle half of the run (the steady state, which
+    the encoders' backlog holds back once full), and the seconds from the last frame to the end
+    (encoders finishing, the join)."""
     from ..video.pipeline import upscale_file
-    r = upscale_file(clip, out, settings, model=model, device=device, overwrite=True)
-    return r.frames / r.seconds, r.frames, r.seconds
+    fed: list[float] = []
+    t0 = time.monotonic()
+    r = upscale_file(clip, out, settings, model=model, device=device, overwrite=True,
+                     progress=lambda done, total: fed.append(time.monotonic()) if done else None)
+    end = time.monotonic()
+    timeline = {"setup_s": round(end - t0 - r.seconds, 2)}
+    if len(fed) >= 8:
+        a, b = len(fed) // 4, 3 * len(fed) // 4
+        timeline.update(first_frame_s=round(fed[0] - (end - r.seconds), 2),
+                        steady_fps=round((b - a) / max(fed[b] - fed[a], 1e-9), 2),
+                        drain_s=round(end - fed[-1], 2))
+    return r.frames / r.seconds, r.frames, r.seconds, timeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         seg_dir.mkdir()
         e_fps = encoder_only_fps(info, settings, (H, W), args.frames, seg_dir, device)
         print(f"{w}x{h} -> {W}x{H}: end-to-end ...", file=sys.stderr)
-        x_fps, n, secs = e2e_fps(clip, tmp / f"out_{w}x{h}.mkv", settings, model, device)
+        x_fps, n, secs, timeline = e2e_fps(clip, tmp / f"out_{w}x{h}.mkv", settings, model, device)
+        print(f"{w}x{h} -> {W}x{H}: end-to-end {secs:.1f} s: " + ", ".join(f"{k} {v}" for k, v in timeline.items()),
+              file=sys.stderr)
         bound = min(m_fps, e_fps)
         rows.append({"input": f"{w}x{h}", "output": f"{W}x{H}", "frames": n, "codec": settings.codec,
                      "pix_fmt": settings.pix_fmt, "encoders": workers, "batch": settings.batch,
                      "supersample": settings.supersample,
                      "model_only_fps": round(m_fps, 2), "encoder_only_fps": round(e_fps, 2),
-                     "e2e_fps": round(x_fps, 2), "ratio": round(x_fps / bound, 3),
+                     "e2e_fps": round(x_fps, 2), "ratio": round(x_fps / bound, 3), "e2e_timeline": timeline,
                      "target_met": x_fps >= 0.9 * bound})
     head = ["input", "output", "codec", "encoders", "model-only fps", "encoder-only fps", "end-to-end fps",
             "e2e/min", "target 0.9"]

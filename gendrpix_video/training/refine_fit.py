@@ -55,10 +55,11 @@ def log(msg: str) -> None:
 
 
 def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: GenDRPix | None = None,
-              detail: float | None = None, teacher=None) -> dict:
+              detail: float | None = None, teacher=None, device: str = "cpu") -> dict:
     """`n` crops restored by `source`'s network at `detail` (None: that network's default), and
-    with `teacher` (a `Teacher`) its output for each LR crop too (key "t")."""
-    model = model or load_model(device="cpu")
+    with `teacher` (a `Teacher`) its output for each LR crop too (key "t"). The crops are degraded
+    on the CPU; `model` and `teacher` run where they are, `device`."""
+    model = model or load_model(device=device)
     lo, hi = max(2.0, model.scale_range[0]), model.scale_range[1]
     fams, probs = FAMILIES[source]
     rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
@@ -71,12 +72,12 @@ def make_bank(data, source: str, n: int, crop: int = 192, seed: int = 0, model: 
         # an even LR size, as the 4:2:0 codecs need
         scale = crop / (2 * round(crop / float(rng.uniform(lo, hi)) / 2))
         lr, s = make_clip(clip, str(rng.choice(fams, p=probs)), rng, g, wide=True, scale=scale)
-        x = to_float(lr[None])
+        x = to_float(lr[None]).to(device)
         with torch.inference_mode():
-            y = restore(model, x, size=(crop, crop), detail=detail, source=source)
-            up = resize(x, (crop, crop)).clamp(0, 1)
+            y = restore(model, x, size=(crop, crop), detail=detail, source=source).cpu()
+            up = resize(x, (crop, crop)).clamp(0, 1).cpu()
             if teacher is not None:
-                ts.append(to_u8(teacher.restore_to(x, (crop, crop)).clamp(0, 1))[0])
+                ts.append(to_u8(teacher.restore_to(x, (crop, crop)).clamp(0, 1).cpu())[0])
         hrs.append(to_u8(clip[CLIP // 2: CLIP // 2 + 1])[0])
         ys.append(to_u8(y)[0])
         ups.append(to_u8(up)[0])
@@ -105,8 +106,13 @@ def load_banks(paths: list[str]) -> dict:
 
 
 def _planes(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    # to the device as uint8 first: a bank in fp32 is four times its size
-    return torch.from_numpy(a).to(device).permute(0, 3, 1, 2).float() / 255
+    """A bank's crops on the device, N x 3 x H x W uint8: in fp32 a bank of thousands of crops is
+    four times the size; batches are made float as they are drawn (`_float`)."""
+    return torch.from_numpy(a).to(device).permute(0, 3, 1, 2)
+
+
+def _float(t: torch.Tensor) -> torch.Tensor:
+    return t.float() / 255
 
 
 def edge_map(x: torch.Tensor, step: float) -> torch.Tensor:
@@ -131,9 +137,9 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None,
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
-                  teacher_weight: float = 0.0, edge_gate: float = 0.0) -> tuple[Refiner, dict]:
+                  teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2) -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
-    `init`: a refiner's state to start from (its channels and blocks win). Returned on the CPU.
+    `init`: a refiner's state to start from (its channels, blocks and `down` win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
     bank made with `--teacher`: the teacher restored the same LR, so its edges are a target the
     refiner can follow, where the ground truth of damaged input is only known on average).
@@ -147,7 +153,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     n_val = max(1, len(hr) // 10)
     train_idx = torch.arange(n_val, len(hr))
     torch.manual_seed(seed)
-    net = (Refiner.from_state(init) if init is not None else Refiner(channels, blocks)).to(device)
+    net = (Refiner.from_state(init) if init is not None else Refiner(channels, blocks, down)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     disc = PixelDiscriminator().to(device) if adv_weight > 0 else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99)) if disc else None
@@ -160,7 +166,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         idx = train_idx[torch.randint(len(train_idx), (batch,), generator=g)]
         oy = int(torch.randint(0, hr.shape[-2] - window + 1, (1,), generator=g))
         ox = int(torch.randint(0, hr.shape[-1] - window + 1, (1,), generator=g))
-        views = [t[idx, :, oy:oy + window, ox:ox + window] for t in (y, up, hr, tt) if t is not None]
+        views = [_float(t[idx, :, oy:oy + window, ox:ox + window]) for t in (y, up, hr, tt) if t is not None]
         if torch.rand(1, generator=g) < 0.5:
             views = [v.flip(-1) for v in views]
         if torch.rand(1, generator=g) < 0.5:
@@ -190,12 +196,12 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         if step % 500 == 0:
             log(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
     net.eval()
-    base, gain = held_out_gain(net, y[:n_val], up[:n_val], hr[:n_val])
+    base, gain = held_out_gain(net, *(_float(t[:n_val]) for t in (y, up, hr)))
     net.cpu()
     return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
                  "batch": batch, "window": window,
                  "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
-                 "adv_weight": adv_weight,
+                 "adv_weight": adv_weight, "down": net.down,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
 
@@ -203,7 +209,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
 def with_refiner(model: GenDRPix, refiner: Refiner | None) -> GenDRPix:
     """A copy of `model` (on the CPU, fp32) with `refiner` after its UNet, or with none; the UNet,
     contexts, source deltas and metadata as they were."""
-    cfg = model.config.replace(refiner=(refiner.head.out_channels, len(refiner.body)) if refiner else ())
+    cfg = model.config.replace(refiner=refiner.shape if refiner else ())
     new = build_model(cfg, device="cpu")
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items() if not k.startswith("refine.")}
     if refiner is not None:
@@ -226,9 +232,9 @@ def attach(model: GenDRPix, refiner: Refiner, strengths: dict[str, float], prove
             raise SystemExit(f"refine_fit: --keep {src}: the model has no network of its own for {src!r}")
         if model.refine is None:
             raise SystemExit(f"refine_fit: --keep {src}: the model has no refiner to keep")
-    if keep and (refiner.head.out_channels, len(refiner.body)) != model.config.refiner:
+    if keep and refiner.shape != model.config.refiner:
         raise SystemExit(f"refine_fit: --keep needs a refiner of the model's shape {model.config.refiner}, got "
-                         f"({refiner.head.out_channels}, {len(refiner.body)})")
+                         f"{refiner.shape}")
     kept = {}
     for src in keep:  # each kept source's refiner as it runs now: the shared one plus its delta
         twin = model.for_source(src)[0]
@@ -299,11 +305,14 @@ def main(argv=None) -> int:
     a.add_argument("--detail", type=float, default=None, help="the network's detail (default: its own)")
     a.add_argument("--teacher", default=None, help="also store this teacher's output for each crop (a name or .safetensors)")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--device", default="cpu", help="where the network and the teacher run (cpu, cuda)")
     a.add_argument("--out", required=True)
     a = sub.add_parser("train")
     a.add_argument("--bank", required=True, help="a bank (.npz), or several joined by commas")
     a.add_argument("--channels", type=int, default=32)
     a.add_argument("--blocks", type=int, default=4)
+    a.add_argument("--down", type=int, choices=(2, 4), default=2,
+                   help="the refiner's unshuffle factor (4: twice the view for about the same work)")
     a.add_argument("--minutes", type=float, default=10.0)
     a.add_argument("--steps", type=int, default=None, help="a fixed number of steps instead of --minutes")
     a.add_argument("--batch", type=int, default=16)
@@ -333,15 +342,15 @@ def main(argv=None) -> int:
     a.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "bank":
-        model = load_model(args.model, device="cpu", dtype=torch.float32)
+        model = load_model(args.model, device=args.device, dtype=torch.float32)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         teacher = None
         if args.teacher:
             from .teacher import load_teacher
 
-            teacher = load_teacher(args.teacher, device="cpu")
+            teacher = load_teacher(args.teacher, device=args.device)
         np.savez(args.out, **make_bank(args.data, args.source, args.n, args.crop, args.seed, model, args.detail,
-                                       teacher))
+                                       teacher, args.device))
         log(f"wrote {args.out}")
     elif args.cmd == "train":
         from safetensors.torch import save_file
@@ -352,10 +361,10 @@ def main(argv=None) -> int:
                                     steps=args.steps, adv_weight=args.adv_weight,
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
                                     hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
-                                    edge_gate=args.edge_gate)
+                                    edge_gate=args.edge_gate, down=args.down)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
-                      source=str(bank["source"]), detail=float(bank["detail"]), channels=args.channels,
-                      blocks=args.blocks, teacher=str(bank.get("teacher", "")))
+                      source=str(bank["source"]), detail=float(bank["detail"]), channels=net.head.out_channels,
+                      blocks=len(net.body), teacher=str(bank.get("teacher", "")))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, args.out,
                   metadata={"report": json.dumps(report)})
