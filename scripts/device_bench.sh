@@ -4,7 +4,8 @@
 # (bench_e2e), the VapourSynth filter in-process (vs_speed.py) and the GPU tests. Wheels (av,
 # pyyaml, tqdm, vapoursynth) come from a stash (device_stash.sh) and go into /tmp/site.
 # Logs and JSON into $OUT (or /tmp/bench).
-# usage: [STASH=dir] [SUPERSAMPLE='1 1.5'] [FRAMES=120] scripts/device_bench.sh
+# STEPS: which of them (default 'grid e2e vs gpu_tests').
+# usage: [STASH=dir] [STEPS=...] [SUPERSAMPLE='1 1.5'] [FRAMES=120] scripts/device_bench.sh
 set -uo pipefail
 s=${STASH:-/tmp/train} dest=${OUT:-/tmp/bench}
 mkdir -p "$dest"
@@ -13,7 +14,8 @@ export PYTHONPATH=/tmp/site:$PWD:$PWD/.vsgendrpix PYTHONUNBUFFERED=1
 # vsgendrpix is vs_plugin/ under its import name (pip install maps it so)
 mkdir -p .vsgendrpix && ln -sfn "$PWD/vs_plugin" .vsgendrpix/vsgendrpix
 nvidia-smi -L
-step() { local name=$1; shift; echo "== $name"; timeout "${LIMIT:-150}" "$@" > "$dest/$name.log" 2>&1; echo "rc $?"; tail -n 12 "$dest/$name.log"; }
+steps=" ${STEPS:-grid e2e vs gpu_tests} "
+step() { local name=$1; shift; [[ $steps == *" ${name%%_[0-9]*} "* ]] || return 0; echo "== $name"; timeout "${LIMIT:-150}" "$@" > "$dest/$name.log" 2>&1; echo "rc $?"; tail -n 12 "$dest/$name.log"; }
 step grid python3 scripts/bench_grid.py 48 4 --sources any,clean
 for k in ${SUPERSAMPLE:-1 1.5}; do
   step "e2e_$k" python3 -m gendrpix_video.measure.bench_e2e --inputs 1080p --frames "${FRAMES:-120}" --preset delivery \
