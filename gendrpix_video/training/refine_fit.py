@@ -137,14 +137,18 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   window: int = 96, lr: float = 1e-3, seed: int = 0, steps: int | None = None,
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
-                  teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2) -> tuple[Refiner, dict]:
+                  teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2,
+                  ungated: float = 0.0) -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels, blocks and `down` win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
     bank made with `--teacher`: the teacher restored the same LR, so its edges are a target the
     refiner can follow, where the ground truth of damaged input is only known on average).
     `edge_gate` > 0: the teacher is followed only on its edges (`edge_map` with that step) and the
-    network's own output elsewhere, so the texture the UNet draws stays."""
+    network's own output elsewhere, so the texture the UNet draws stays. From an untrained refiner
+    that loss keeps it at zero (any change costs L1 over the whole frame and gains only on the
+    edges, before its features can tell edges apart): `ungated`, the share of the budget spent
+    following the teacher everywhere first."""
     if teacher_weight > 0 and "t" not in bank:
         raise SystemExit("refine_fit: --teacher-weight needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
@@ -174,7 +178,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         out = net(views[0], views[1])
         loss = hr_weight * F.l1_loss(out, views[2])
         if tt is not None:
-            if edge_gate > 0:
+            if edge_gate > 0 and frac >= ungated:
                 e = edge_map(views[3], edge_gate)
                 keep = ((1 - e) * (out - views[0]).abs()).mean()
                 loss = loss + teacher_weight * ((e * (out - views[3]).abs()).mean() + keep)
@@ -201,6 +205,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
                  "batch": batch, "window": window,
                  "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
+                 "ungated": ungated,
                  "adv_weight": adv_weight, "down": net.down,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
@@ -324,6 +329,9 @@ def main(argv=None) -> int:
     a.add_argument("--edge-gate", type=float, default=0.0,
                    help="follow the teacher only on its edges (luma steps of about this size a pixel) and "
                         "the network's output elsewhere (0: everywhere)")
+    a.add_argument("--ungated", type=float, default=0.0,
+                   help="share of the budget that follows the teacher everywhere before the edge gate "
+                        "(an untrained refiner needs it: the gated loss alone keeps it at zero)")
     a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
     a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
     a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
@@ -361,7 +369,7 @@ def main(argv=None) -> int:
                                     steps=args.steps, adv_weight=args.adv_weight,
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
                                     hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
-                                    edge_gate=args.edge_gate, down=args.down)
+                                    edge_gate=args.edge_gate, down=args.down, ungated=args.ungated)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=net.head.out_channels,
                       blocks=len(net.body), teacher=str(bank.get("teacher", "")))
