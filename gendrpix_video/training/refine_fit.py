@@ -138,7 +138,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
                   teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2,
-                  ungated: float = 0.0) -> tuple[Refiner, dict]:
+                  ungated: float = 0.0, blend: bool = False) -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels, blocks and `down` win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
@@ -148,7 +148,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     network's own output elsewhere, so the texture the UNet draws stays. From an untrained refiner
     that loss keeps it at zero (any change costs L1 over the whole frame and gains only on the
     edges, before its features can tell edges apart): `ungated`, the share of the budget spent
-    following the teacher everywhere first."""
+    following the teacher everywhere first. `blend`: one L1 to the edge-weighted mix of the teacher
+    and the network instead, which moves every pixel by its edge share and needs no such start."""
     if teacher_weight > 0 and "t" not in bank:
         raise SystemExit("refine_fit: --teacher-weight needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
@@ -180,8 +181,11 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         if tt is not None:
             if edge_gate > 0 and frac >= ungated:
                 e = edge_map(views[3], edge_gate)
-                keep = ((1 - e) * (out - views[0]).abs()).mean()
-                loss = loss + teacher_weight * ((e * (out - views[3]).abs()).mean() + keep)
+                if blend:  # one target a pixel: L1 pulls every pixel its share of the way
+                    loss = loss + teacher_weight * F.l1_loss(out, e * views[3] + (1 - e) * views[0])
+                else:  # each term its L1: a pixel goes to the teacher where e > 0.5, else stays
+                    keep = ((1 - e) * (out - views[0]).abs()).mean()
+                    loss = loss + teacher_weight * ((e * (out - views[3]).abs()).mean() + keep)
             else:
                 loss = loss + teacher_weight * F.l1_loss(out, views[3])
         if pattern_weight > 0:
@@ -205,7 +209,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
                  "batch": batch, "window": window,
                  "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
-                 "ungated": ungated,
+                 "ungated": ungated, "blend": blend,
                  "adv_weight": adv_weight, "down": net.down,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
@@ -332,6 +336,8 @@ def main(argv=None) -> int:
     a.add_argument("--ungated", type=float, default=0.0,
                    help="share of the budget that follows the teacher everywhere before the edge gate "
                         "(an untrained refiner needs it: the gated loss alone keeps it at zero)")
+    a.add_argument("--blend", action="store_true",
+                   help="with --edge-gate: L1 to the edge-weighted mix of the teacher and the network")
     a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
     a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
     a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
@@ -369,7 +375,8 @@ def main(argv=None) -> int:
                                     steps=args.steps, adv_weight=args.adv_weight,
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
                                     hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
-                                    edge_gate=args.edge_gate, down=args.down, ungated=args.ungated)
+                                    edge_gate=args.edge_gate, down=args.down, ungated=args.ungated,
+                                    blend=args.blend)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=net.head.out_channels,
                       blocks=len(net.body), teacher=str(bank.get("teacher", "")))
