@@ -82,6 +82,18 @@ def test_vfr_many_segments_parallel(clips, tiny_model, tmp_path, capsys):
     check_same_streams(src, out)
 
 
+def test_the_result_tells_when_each_segment_was_encoded(clips, tiny_model, tmp_path):
+    """`Result.encode_spans`: every segment of the run once, inside the run's time (bench --e2e
+    reads how busy the encoders were from it)."""
+    from gendrpix_video.video import UpscaleSettings, upscale_file
+    src = clips("spans.mkv", codec="ffv1", pix_fmt="yuv420p", pts_ms=[40 * i for i in range(11)])
+    s = UpscaleSettings.from_preset().override(codec="libx264", pix_fmt="yuv420p", encoders=2, segment_frames=4,
+                                               batch=2, height=96)
+    r = upscale_file(src, tmp_path / "out.mkv", s, model=tiny_model)
+    assert [i for i, _, _ in r.encode_spans] == [0, 1, 2]
+    assert all(0 <= a <= b <= r.seconds for _, a, b in r.encode_spans)
+
+
 def test_mp4_input_keeps_rotation_and_mov_text(clips, tiny_model, tmp_path, capsys):
     src = clips("rot.mp4", codec="libx264", audio="aac", rotation=90)
     out = tmp_path / "rot_out.mp4"

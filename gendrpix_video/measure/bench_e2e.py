@@ -109,9 +109,21 @@ def model_only_fps(model, info, out_size, batch: int, frames: int, device, detai
     return done / t
 
 
-def encoder_only_fps(info, settings, out_size, frames: int, workdir: Path, device) -> float:
+def encoder_use(spans: list[tuple[int, float, float]], workers: int) -> dict:
+    """How the encoders spent a run: segments, mean seconds a segment (a full one encodes slower
+    when the CPU is shared) and the busy share of `workers` encoders from the first segment's
+    start to the last one's end (idle encoders at the end: fewer segments left than encoders)."""
+    if not spans:
+        return {}
+    t0, t1 = min(a for _, a, _ in spans), max(b for _, _, b in spans)
+    took = [b - a for _, a, b in spans]
+    return {"segments": len(spans), "segment_s": round(sum(took) / len(took), 2),
+            "busy": round(sum(took) / (workers * max(t1 - t0, 1e-9)), 3)}
+
+
+def encoder_only_fps(info, settings, out_size, frames: int, workdir: Path, device) -> tuple[float, dict]:
     """The same 2160p frames (bicubic from the clip, made before the clock starts) through the
-    same encoder pool as the real run."""
+    same encoder pool as the real run; fps and `encoder_use`."""
     import av
     import torch
     import torch.nn.functional as F
@@ -159,14 +171,14 @@ def encoder_only_fps(info, settings, out_size, frames: int, workdir: Path, devic
         feed.put(vf)
     feed.close()
     pool.finish()
-    return frames / (time.perf_counter() - t0)
+    return frames / (time.perf_counter() - t0), encoder_use(pool.spans, workers)
 
 
-def e2e_fps(clip: Path, out: Path, settings, model, device) -> tuple[float, int, float, dict]:
+def e2e_fps(clip: Path, out: Path, settings, model, device, workers: int) -> tuple[float, int, float, dict]:
     """End-to-end fps, frames, seconds, and where the time went: when the first frame reached the
     encoders, the rate frames reached them in the middle half of the run (the steady state, which
     the encoders' backlog holds back once full), and the seconds from the last frame to the end
-    (encoders finishing, the join)."""
+    (encoders finishing, the join), with `encoder_use`."""
     from ..video.pipeline import upscale_file
     fed: list[float] = []
     t0 = time.monotonic()
@@ -179,6 +191,7 @@ def e2e_fps(clip: Path, out: Path, settings, model, device) -> tuple[float, int,
         timeline.update(first_frame_s=round(fed[0] - (end - r.seconds), 2),
                         steady_fps=round((b - a) / max(fed[b] - fed[a], 1e-9), 2),
                         drain_s=round(end - fed[-1], 2))
+    timeline.update(encoder_use(r.encode_spans, workers))
     return r.frames / r.seconds, r.frames, r.seconds, timeline
 
 
@@ -242,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{w}x{h} -> {W}x{H}: encoder-only ...", file=sys.stderr)
         seg_dir = tmp / f"enc_{w}x{h}"
         seg_dir.mkdir()
-        e_fps = encoder_only_fps(info, settings, (H, W), args.frames, seg_dir, device)
+        e_fps, e_use = encoder_only_fps(info, settings, (H, W), args.frames, seg_dir, device)
+        print(f"{w}x{h} -> {W}x{H}: encoder-only: " + ", ".join(f"{k} {v}" for k, v in e_use.items()),
+              file=sys.stderr)
         print(f"{w}x{h} -> {W}x{H}: end-to-end ...", file=sys.stderr)
-        x_fps, n, secs, timeline = e2e_fps(clip, tmp / f"out_{w}x{h}.mkv", settings, model, device)
+        x_fps, n, secs, timeline = e2e_fps(clip, tmp / f"out_{w}x{h}.mkv", settings, model, device, workers)
         print(f"{w}x{h} -> {W}x{H}: end-to-end {secs:.1f} s: " + ", ".join(f"{k} {v}" for k, v in timeline.items()),
               file=sys.stderr)
         bound = min(m_fps, e_fps)
@@ -253,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                      "supersample": settings.supersample,
                      "model_only_fps": round(m_fps, 2), "encoder_only_fps": round(e_fps, 2),
                      "e2e_fps": round(x_fps, 2), "ratio": round(x_fps / bound, 3), "e2e_timeline": timeline,
+                     "encoder_only_use": e_use,
                      "target_met": x_fps >= 0.9 * bound})
     head = ["input", "output", "codec", "encoders", "model-only fps", "encoder-only fps", "end-to-end fps",
             "e2e/min", "target 0.9"]

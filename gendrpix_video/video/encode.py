@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -252,6 +253,9 @@ class EncoderPool:
         self._stop = threading.Event()
         self._feeds: list[_SegmentFeed] = []
         self._on_done = on_done
+        # (segment index, start, end) on time.monotonic() of each finished segment: how busy
+        # the encoders were (bench --e2e)
+        self.spans: list[tuple[int, float, float]] = []
 
     def begin(self, seg: Segment) -> _SegmentFeed:
         self.check()
@@ -261,10 +265,12 @@ class EncoderPool:
         return feed
 
     def _work(self, feed: _SegmentFeed) -> int:
+        start = time.monotonic()
         try:
             n = encode_segment(feed.seg, self.settings, feed)
         finally:
             self._drain(feed)
+        self.spans.append((feed.seg.index, start, time.monotonic()))
         if self._stop.is_set():
             raise InterruptedError("stopped")
         if self._on_done:

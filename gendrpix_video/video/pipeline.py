@@ -54,6 +54,8 @@ class Result:
     error: str | None = None
     status: str = "ok"  # ok, done (an earlier run finished it); front ends label the ones that stop
     damage: list[tuple[float, float]] = field(default_factory=list)  # damaged input ranges, seconds
+    # (segment index, start, end) of each segment encoded by this run, seconds from its start
+    encode_spans: list[tuple[int, float, float]] = field(default_factory=list)
     plan: Plan | None = None
 
     @property
@@ -517,5 +519,6 @@ def _work(job: Job, plan: JobPlan, model, dev: torch.device, result: Result, pro
         result.frames = state["frames"]
         result.seconds = time.monotonic() - t0
         result.damage = [(float(a), float(b)) for a, b in decoder.damage]
+        result.encode_spans = sorted((i, a - t0, b - t0) for i, a, b in pool.spans)
         if ok:
             result.size = target.stat().st_size
