@@ -189,6 +189,42 @@ def test_each_batch_always_runs_on_the_same_worker(model, monkeypatch):
         assert names == {f"gendrpix{k % 2}_0"}, (k, names)
 
 
+def test_the_next_run_starts_before_it_is_asked_for_and_each_run_is_restored_once(model, monkeypatch):
+    """In-order playback asks for fewer frames at once than a run holds: asking for a run's frames
+    starts the next run in the background; played forwards or backwards, each run is restored once."""
+    import threading
+    import time
+
+    import vsgendrpix._filter as F
+
+    runs: list[tuple[int, str]] = []
+    real = F._Runner._run
+
+    def spy(self, k, frames):
+        runs.append((k, threading.current_thread().name))
+        return real(self, k, frames)
+
+    monkeypatch.setattr(F._Runner, "_run", spy)
+    src = _src(length=20)
+    kw = dict(height=96, model=model, batch_size=2, span=4, num_streams=2)
+    out = gendrpix(src, **kw)
+    out.get_frame(0)
+    deadline = time.monotonic() + 30
+    while len(runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    by = dict(runs)
+    assert sorted(by) == [0, 1], runs
+    assert not by[0].startswith("gendrpix-ahead") and by[1].startswith("gendrpix-ahead"), runs
+    for n in range(20):
+        out.get_frame(n)
+    assert sorted(k for k, _ in runs) == [0, 1, 2, 3, 4]
+    runs.clear()
+    out = gendrpix(src, **kw)
+    for n in reversed(range(20)):
+        out.get_frame(n)
+    assert sorted(k for k, _ in runs) == [0, 1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("settings", [{}, FRAMEWISE])
 def test_out_of_order_requests_are_bit_exact(model, settings):
     """The defaults (runs of frames, the grid following and the temporal filter through each)

@@ -296,6 +296,12 @@ class _Runner:
         self.cache: OrderedDict[int, _Entry] = OrderedDict()
         # finished runs wait here for their frames' requests; long runs hold more output frames each
         self.max_entries = 2 * num_streams + (6 if unit == batch_size else 2)
+        # Runs started ahead of their first request (`prefetch`): in-order playback asks for fewer
+        # frames at once (`core.num_threads`) than a run holds, so without it one run is restored
+        # at a time. Runs served in full are remembered, so a seek back does not restore the next
+        # one again.
+        self.ahead = ThreadPoolExecutor(max_workers=num_streams, thread_name_prefix="gendrpix-ahead")
+        self.served_runs: OrderedDict[int, None] = OrderedDict()
 
     # -- device work (called by the one thread that owns a run) --
     def _run(self, k: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
@@ -368,31 +374,52 @@ class _Runner:
                                  source=self.source, positions=positions, supersample=self.supersample)
 
     # -- cache --
+    def _count(self, k: int) -> int:
+        return min(self.unit, self.num_frames - k * self.unit)
+
+    def _claim(self, k: int) -> tuple[_Entry, bool]:
+        """Run k's cache entry, and whether the caller made it (and so must fill it)."""
+        with self.lock:
+            entry = self.cache.get(k)
+            if entry is not None:
+                self.cache.move_to_end(k)
+                return entry, False
+            entry = self.cache[k] = _Entry()
+            while len(self.cache) > self.max_entries:
+                self.cache.popitem(last=False)
+            return entry, True
+
+    def _fill(self, k: int, entry: _Entry, frames: list[vs.VideoFrame]) -> None:
+        try:
+            entry.result = self._run(k, frames[: self.lead + self._count(k)])
+        except BaseException as e:  # noqa: BLE001 - handed to waiting threads
+            entry.error = e
+            with self.lock:
+                if self.cache.get(k) is entry:
+                    del self.cache[k]
+        finally:
+            entry.done.set()
+
+    def prefetch(self, k: int, frames: list[vs.VideoFrame]) -> None:
+        """Start restoring run ``k`` from ``frames`` (as `get` takes them) on a background thread,
+        unless it is cached, being restored, served in full lately, or past the clip's end."""
+        if k * self.unit >= self.num_frames:
+            return
+        with self.lock:
+            if k in self.cache or k in self.served_runs:
+                return
+        entry, owner = self._claim(k)
+        if owner:
+            self.ahead.submit(self._fill, k, entry, frames)
+
     def get(self, n: int, frames: list[vs.VideoFrame]) -> torch.Tensor:
         """Output of frame ``n`` as a 3 x H x W array; ``frames`` = the frames of n's run (after
         the lead-in's, with the temporal filter)."""
         k, j = divmod(n, self.unit)
-        count = min(self.unit, self.num_frames - k * self.unit)
-        with self.lock:
-            entry = self.cache.get(k)
-            owner = entry is None
-            if owner:
-                entry = _Entry()
-                self.cache[k] = entry
-                while len(self.cache) > self.max_entries:
-                    self.cache.popitem(last=False)
-            else:
-                self.cache.move_to_end(k)
+        count = self._count(k)
+        entry, owner = self._claim(k)
         if owner:
-            try:
-                entry.result = self._run(k, frames[: self.lead + count])
-            except BaseException as e:  # noqa: BLE001 - handed to waiting threads
-                entry.error = e
-                with self.lock:
-                    if self.cache.get(k) is entry:
-                        del self.cache[k]
-            finally:
-                entry.done.set()
+            self._fill(k, entry, frames)
         else:
             entry.done.wait()
         if entry.error is not None:
@@ -405,6 +432,9 @@ class _Runner:
             entry.served.add(j)
             if len(entry.served) >= count and self.cache.get(k) is entry:
                 del self.cache[k]
+                self.served_runs[k] = None
+                while len(self.served_runs) > self.max_entries:
+                    self.served_runs.popitem(last=False)
         return entry.result[j]
 
 
@@ -580,16 +610,30 @@ def gendrpix(
             core.std.SelectEvery(src, cycle=unit, offsets=[j] * unit, modify_duration=False)
             for j in range(unit)
         ]
+    early = src[0] * runner.lead + src if runner.lead else src
     if runner.lead:
         # lead-in slot i: frame n -> source frame (n // U) * U - lead + i (frame 0 before the start)
-        early = src[0] * runner.lead + src
         slots = [early[i:] if unit == 1 else
                  core.std.SelectEvery(early[i:], cycle=unit, offsets=[0] * unit, modify_duration=False)
                  for i in range(runner.lead)] + slots
+    ahead = []
+    if batch_size < unit < src.num_frames:
+        # Runs of several batches: every frame of run k also brings run k + 1's frames (the same
+        # slots over the clip moved on by U; past the end, the last frame), so that run starts
+        # while run k is served.
+        def moved(c: vs.VideoNode) -> vs.VideoNode:
+            return c[unit:] + c[-1] * unit
+        ahead = ([core.std.SelectEvery(moved(early)[i:], cycle=unit, offsets=[0] * unit, modify_duration=False)
+                  for i in range(runner.lead)]
+                 + [core.std.SelectEvery(moved(src), cycle=unit, offsets=[j] * unit, modify_duration=False)
+                    for j in range(unit)])
+    width = len(slots)
     blank = core.std.BlankClip(src, width=out_w, height=out_h, keep=True)
 
     def _process(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        run = f[1:]
+        run = f[1:1 + width]
+        if ahead:
+            runner.prefetch(n // unit + 1, f[1 + width:])
         result = runner.get(n, run)
         fout = f[0].copy()
         runner.write(result, fout)
@@ -599,7 +643,7 @@ def gendrpix(
     # One std.ModifyFrame instance runs its Python callbacks one at a time, so a fresh instance is
     # made per frame through FrameEval: callbacks of different frames then run concurrently (a run
     # is still computed once, see _Runner.get) and no callback ever waits on a queued one.
-    inputs = [blank, *slots]
+    inputs = [blank, *slots, *ahead]
     out = core.std.FrameEval(
         blank, lambda n: core.std.ModifyFrame(blank, inputs, _process), clip_src=inputs
     )

@@ -138,7 +138,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
                   teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2,
-                  ungated: float = 0.0, blend: bool = False) -> tuple[Refiner, dict]:
+                  ungated: float = 0.0, blend: bool = False, gate_from: str = "teacher") -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels, blocks and `down` win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
@@ -149,7 +149,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     that loss keeps it at zero (any change costs L1 over the whole frame and gains only on the
     edges, before its features can tell edges apart): `ungated`, the share of the budget spent
     following the teacher everywhere first. `blend`: one L1 to the edge-weighted mix of the teacher
-    and the network instead, which moves every pixel by its edge share and needs no such start."""
+    and the network instead, which moves every pixel by its edge share and needs no such start.
+    `gate_from`: whose edges gate, "teacher" or "network" (the restored frame the refiner sees)."""
     if teacher_weight > 0 and "t" not in bank:
         raise SystemExit("refine_fit: --teacher-weight needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
@@ -180,7 +181,9 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
         loss = hr_weight * F.l1_loss(out, views[2])
         if tt is not None:
             if edge_gate > 0 and frac >= ungated:
-                e = edge_map(views[3], edge_gate)
+                # the teacher's edges, which the refiner does not see (it learns to stay near zero),
+                # or the network's, which it does
+                e = edge_map(views[3] if gate_from == "teacher" else views[0], edge_gate)
                 if blend:  # one target a pixel: L1 pulls every pixel its share of the way
                     loss = loss + teacher_weight * F.l1_loss(out, e * views[3] + (1 - e) * views[0])
                 else:  # each term its L1: a pixel goes to the teacher where e > 0.5, else stays
@@ -209,7 +212,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     return net, {"steps": step, "minutes": round((time.time() - t0) / 60, 1), "device": device,
                  "batch": batch, "window": window,
                  "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
-                 "ungated": ungated, "blend": blend,
+                 "ungated": ungated, "blend": blend, "gate_from": gate_from,
                  "adv_weight": adv_weight, "down": net.down,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
@@ -336,6 +339,9 @@ def main(argv=None) -> int:
     a.add_argument("--ungated", type=float, default=0.0,
                    help="share of the budget that follows the teacher everywhere before the edge gate "
                         "(an untrained refiner needs it: the gated loss alone keeps it at zero)")
+    a.add_argument("--gate-from", choices=("teacher", "network"), default="teacher",
+                   help="with --edge-gate: the edges of the teacher's output or of the network's (which "
+                        "the refiner sees, so it can tell where to follow the teacher)")
     a.add_argument("--blend", action="store_true",
                    help="with --edge-gate: L1 to the edge-weighted mix of the teacher and the network")
     a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
@@ -376,7 +382,7 @@ def main(argv=None) -> int:
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
                                     hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
                                     edge_gate=args.edge_gate, down=args.down, ungated=args.ungated,
-                                    blend=args.blend)
+                                    blend=args.blend, gate_from=args.gate_from)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=net.head.out_channels,
                       blocks=len(net.body), teacher=str(bank.get("teacher", "")))
