@@ -228,6 +228,15 @@ def test_a_bank_with_a_teacher_trains_the_refiner_towards_the_teachers_output(tm
                             "--batch", "2", "--window", "32", "--teacher-weight", "1", "--edge-gate", "0.05",
                             "--out", str(ref)]) == 0
     assert refine_fit.read_refiner(str(ref))[1]["edge_gate"] == 0.05
+    # the other ways to follow the teacher, each recorded in the report
+    for extra, key, value in [(["--ungated", "0.5"], "ungated", 0.5), (["--blend"], "blend", True),
+                              (["--gate-from", "network"], "gate_from", "network"),
+                              (["--adv-weight", "0.05", "--adv-target", "teacher"], "adv_target", "teacher"),
+                              (["--down", "4"], "down", 4)]:
+        assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "3",
+                                "--batch", "2", "--window", "32", "--teacher-weight", "1", "--edge-gate", "0.05",
+                                *extra, "--out", str(ref)]) == 0
+        assert refine_fit.read_refiner(str(ref))[1][key] == value, extra
     plain = tmp_path / "plain.npz"
     np.savez(plain, **_bank())
     with pytest.raises(SystemExit, match="needs a bank made with --teacher"):

@@ -138,7 +138,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   adv_weight: float = 0.0, pattern_weight: float = 0.0,
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
                   teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2,
-                  ungated: float = 0.0, blend: bool = False, gate_from: str = "teacher") -> tuple[Refiner, dict]:
+                  ungated: float = 0.0, blend: bool = False, gate_from: str = "teacher",
+                  adv_target: str = "hr") -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels, blocks and `down` win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
@@ -150,11 +151,14 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     edges, before its features can tell edges apart): `ungated`, the share of the budget spent
     following the teacher everywhere first. `blend`: one L1 to the edge-weighted mix of the teacher
     and the network instead, which moves every pixel by its edge share and needs no such start.
-    `gate_from`: whose edges gate, "teacher" or "network" (the restored frame the refiner sees)."""
-    if teacher_weight > 0 and "t" not in bank:
-        raise SystemExit("refine_fit: --teacher-weight needs a bank made with --teacher")
+    `gate_from`: whose edges gate, "teacher" or "network" (the restored frame the refiner sees).
+    `adv_target`: what the pixel discriminator (`adv_weight` > 0) takes as real: the ground truth
+    ("hr"), or the teacher's output ("teacher"), judged on the patches where the teacher has edges,
+    a push towards its edges that an L1 to an uncertain target does not give."""
+    if (teacher_weight > 0 or adv_target == "teacher") and "t" not in bank:
+        raise SystemExit("refine_fit: --teacher-weight (or --adv-target teacher) needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
-    tt = _planes(bank["t"], device) if teacher_weight > 0 else None
+    tt = _planes(bank["t"], device) if teacher_weight > 0 or adv_target == "teacher" else None
     window = min(window, hr.shape[-2], hr.shape[-1])
     n_val = max(1, len(hr) // 10)
     train_idx = torch.arange(n_val, len(hr))
@@ -179,7 +183,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
             views = [v.transpose(-1, -2) for v in views]
         out = net(views[0], views[1])
         loss = hr_weight * F.l1_loss(out, views[2])
-        if tt is not None:
+        if tt is not None and teacher_weight > 0:
             if edge_gate > 0 and frac >= ungated:
                 # the teacher's edges, which the refiner does not see (it learns to stay near zero),
                 # or the network's, which it does
@@ -195,11 +199,19 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
             loss = loss + pattern_weight * pattern_loss(out, views[2])
         if disc is not None:
             # non-saturating GAN; the discriminator's step on this batch before the refiner's
-            d_loss = (F.softplus(-disc(views[2])).mean() + F.softplus(disc(out.detach())).mean())
+            if adv_target == "teacher":
+                real = views[3]
+                w = F.avg_pool2d(edge_map(real, edge_gate or 0.08), 4)  # a weight per logit (4 px)
+
+                def avg(z: torch.Tensor) -> torch.Tensor:
+                    return (z * w).sum() / w.sum().clamp_min(1e-6)
+            else:
+                real, avg = views[2], torch.mean
+            d_loss = avg(F.softplus(-disc(real))) + avg(F.softplus(disc(out.detach())))
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-            loss = loss + adv_weight * F.softplus(-disc(out)).mean()
+            loss = loss + adv_weight * avg(F.softplus(-disc(out)))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -213,7 +225,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                  "batch": batch, "window": window,
                  "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
                  "ungated": ungated, "blend": blend, "gate_from": gate_from,
-                 "adv_weight": adv_weight, "down": net.down,
+                 "adv_weight": adv_weight, "adv_target": adv_target, "down": net.down,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
 
@@ -345,6 +357,9 @@ def main(argv=None) -> int:
     a.add_argument("--blend", action="store_true",
                    help="with --edge-gate: L1 to the edge-weighted mix of the teacher and the network")
     a.add_argument("--adv-weight", type=float, default=0.0, help="weight of the pixel discriminator's term (0: none)")
+    a.add_argument("--adv-target", choices=("hr", "teacher"), default="hr",
+                   help="what the discriminator takes as real: the ground truth, or the teacher's output "
+                        "on the patches where it has edges (a bank made with --teacher)")
     a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
     a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
     a.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
@@ -382,7 +397,8 @@ def main(argv=None) -> int:
                                     pattern_weight=args.pattern_weight, init=init, device=args.device,
                                     hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
                                     edge_gate=args.edge_gate, down=args.down, ungated=args.ungated,
-                                    blend=args.blend, gate_from=args.gate_from)
+                                    blend=args.blend, gate_from=args.gate_from,
+                                    adv_target=args.adv_target)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=net.head.out_channels,
                       blocks=len(net.body), teacher=str(bank.get("teacher", "")))
