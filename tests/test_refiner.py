@@ -232,6 +232,7 @@ def test_a_bank_with_a_teacher_trains_the_refiner_towards_the_teachers_output(tm
     for extra, key, value in [(["--ungated", "0.5"], "ungated", 0.5), (["--blend"], "blend", True),
                               (["--gate-from", "network"], "gate_from", "network"),
                               (["--adv-weight", "0.05", "--adv-target", "teacher"], "adv_target", "teacher"),
+                              (["--adv-weight", "0.05", "--adv-target", "teacher", "--adv-luma"], "adv_luma", True),
                               (["--down", "4"], "down", 4)]:
         assert refine_fit.main(["train", "--bank", str(bank), "--channels", "8", "--blocks", "1", "--steps", "3",
                                 "--batch", "2", "--window", "32", "--teacher-weight", "1", "--edge-gate", "0.05",

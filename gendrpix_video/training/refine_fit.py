@@ -115,6 +115,11 @@ def _float(t: torch.Tensor) -> torch.Tensor:
     return t.float() / 255
 
 
+def _luma3(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma in all three channels (what a luma-only discriminator sees)."""
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand(-1, 3, -1, -1)
+
+
 def edge_map(x: torch.Tensor, step: float) -> torch.Tensor:
     """N x 1 x H x W in [0, 1]: where `x` has an edge, its luma gradient over `step` (a luma step a
     pixel that counts fully), spread to the 3 x 3 neighbourhood."""
@@ -139,7 +144,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                   init: dict | None = None, device: str = "cpu", hr_weight: float = 1.0,
                   teacher_weight: float = 0.0, edge_gate: float = 0.0, down: int = 2,
                   ungated: float = 0.0, blend: bool = False, gate_from: str = "teacher",
-                  adv_target: str = "hr") -> tuple[Refiner, dict]:
+                  adv_target: str = "hr", adv_luma: bool = False) -> tuple[Refiner, dict]:
     """The refiner trained on `bank` for `minutes` of wall time (or exactly `steps`), and a report.
     `init`: a refiner's state to start from (its channels, blocks and `down` win). Returned on the CPU.
     The loss: `hr_weight` L1 to the ground truth, `teacher_weight` L1 to the teacher's output (a
@@ -154,7 +159,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     `gate_from`: whose edges gate, "teacher" or "network" (the restored frame the refiner sees).
     `adv_target`: what the pixel discriminator (`adv_weight` > 0) takes as real: the ground truth
     ("hr"), or the teacher's output ("teacher"), judged on the patches where the teacher has edges,
-    a push towards its edges that an L1 to an uncertain target does not give."""
+    a push towards its edges that an L1 to an uncertain target does not give. `adv_luma`: the
+    discriminator sees luma alone, so its push cannot tint edges."""
     if (teacher_weight > 0 or adv_target == "teacher") and "t" not in bank:
         raise SystemExit("refine_fit: --teacher-weight (or --adv-target teacher) needs a bank made with --teacher")
     hr, y, up = (_planes(bank[k], device) for k in ("hr", "y", "up"))
@@ -207,11 +213,12 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                     return (z * w).sum() / w.sum().clamp_min(1e-6)
             else:
                 real, avg = views[2], torch.mean
-            d_loss = avg(F.softplus(-disc(real))) + avg(F.softplus(disc(out.detach())))
+            judge = (lambda z: disc(_luma3(z))) if adv_luma else disc
+            d_loss = avg(F.softplus(-judge(real))) + avg(F.softplus(judge(out.detach())))
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-            loss = loss + adv_weight * avg(F.softplus(-disc(out)))
+            loss = loss + adv_weight * avg(F.softplus(-judge(out)))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -225,7 +232,7 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
                  "batch": batch, "window": window,
                  "lr": lr, "hr_weight": hr_weight, "teacher_weight": teacher_weight, "edge_gate": edge_gate,
                  "ungated": ungated, "blend": blend, "gate_from": gate_from,
-                 "adv_weight": adv_weight, "adv_target": adv_target, "down": net.down,
+                 "adv_weight": adv_weight, "adv_target": adv_target, "adv_luma": adv_luma, "down": net.down,
                  "pattern_weight": pattern_weight, "init": init is not None,
                  "held_back": n_val, "psnr_y": round(base, 3), "gain_db": round(gain, 3)}
 
@@ -360,6 +367,7 @@ def main(argv=None) -> int:
     a.add_argument("--adv-target", choices=("hr", "teacher"), default="hr",
                    help="what the discriminator takes as real: the ground truth, or the teacher's output "
                         "on the patches where it has edges (a bank made with --teacher)")
+    a.add_argument("--adv-luma", action="store_true", help="the discriminator sees luma alone (no tinted edges)")
     a.add_argument("--pattern-weight", type=float, default=0.0, help="weight of the pattern loss (0: none)")
     a.add_argument("--init", default=None, help="a trained refiner (.safetensors) to start from")
     a.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
@@ -398,7 +406,7 @@ def main(argv=None) -> int:
                                     hr_weight=args.hr_weight, teacher_weight=args.teacher_weight,
                                     edge_gate=args.edge_gate, down=args.down, ungated=args.ungated,
                                     blend=args.blend, gate_from=args.gate_from,
-                                    adv_target=args.adv_target)
+                                    adv_target=args.adv_target, adv_luma=args.adv_luma)
         report.update(bank=str(args.bank), crops=len(bank["hr"]), crop=int(bank["hr"].shape[1]),
                       source=str(bank["source"]), detail=float(bank["detail"]), channels=net.head.out_channels,
                       blocks=len(net.body), teacher=str(bank.get("teacher", "")))
