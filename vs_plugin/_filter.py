@@ -406,7 +406,7 @@ class _Runner:
         if k * self.unit >= self.num_frames:
             return
         with self.lock:
-            if k in self.cache or k in self.served_runs:
+            if k in self.served_runs:
                 return
         entry, owner = self._claim(k)
         if owner:
@@ -602,20 +602,19 @@ def gendrpix(
     pad = (-clip.num_frames) % unit
     if pad:
         src = src + src[-1] * pad
-    if unit == 1:
-        slots = [src]
-    else:
-        # slot j: frame n -> source frame (n // U) * U + j
-        slots = [
-            core.std.SelectEvery(src, cycle=unit, offsets=[j] * unit, modify_duration=False)
-            for j in range(unit)
-        ]
+    def every(c: vs.VideoNode, offset: int) -> vs.VideoNode:
+        """Frame n -> c's frame (n // U) * U + offset."""
+        return c if unit == 1 else core.std.SelectEvery(c, cycle=unit, offsets=[offset] * unit,
+                                                        modify_duration=False)
+
+    def run_slots(run_src: vs.VideoNode, early: vs.VideoNode) -> list[vs.VideoNode]:
+        # lead-in slot i: frame n -> source frame (n // U) * U - lead + i (`early`: the clip led
+        # by copies of frame 0); slot j: frame n -> source frame (n // U) * U + j
+        return ([every(early[i:], 0) for i in range(runner.lead)]
+                + [every(run_src, j) for j in range(unit)])
+
     early = src[0] * runner.lead + src if runner.lead else src
-    if runner.lead:
-        # lead-in slot i: frame n -> source frame (n // U) * U - lead + i (frame 0 before the start)
-        slots = [early[i:] if unit == 1 else
-                 core.std.SelectEvery(early[i:], cycle=unit, offsets=[0] * unit, modify_duration=False)
-                 for i in range(runner.lead)] + slots
+    slots = run_slots(src, early)
     ahead = []
     if batch_size < unit < src.num_frames:
         # Runs of several batches: every frame of run k also brings run k + 1's frames (the same
@@ -623,10 +622,7 @@ def gendrpix(
         # while run k is served.
         def moved(c: vs.VideoNode) -> vs.VideoNode:
             return c[unit:] + c[-1] * unit
-        ahead = ([core.std.SelectEvery(moved(early)[i:], cycle=unit, offsets=[0] * unit, modify_duration=False)
-                  for i in range(runner.lead)]
-                 + [core.std.SelectEvery(moved(src), cycle=unit, offsets=[j] * unit, modify_duration=False)
-                    for j in range(unit)])
+        ahead = run_slots(moved(src), moved(early))
     width = len(slots)
     blank = core.std.BlankClip(src, width=out_w, height=out_h, keep=True)
 

@@ -129,7 +129,8 @@ def filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 # --- noise ---------------------------------------------------------------------------------
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """N x 3 x H x W RGB -> N x 1 x H x W BT.601 luma."""
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
@@ -150,7 +151,7 @@ def add_noise(x: torch.Tensor, g: torch.Generator, gaussian_prob=0.5, sigma=(1.0
     levels = 255.0
     xq = x.clamp(0, 1)
     lam_c = xq * levels
-    lam_g = _luma(xq) * levels
+    lam_g = luma(xq) * levels
     pc = torch.poisson(lam_c.float(), generator=g).to(x.dtype) - lam_c
     pg = (torch.poisson(lam_g.float(), generator=g).to(x.dtype) - lam_g).expand_as(x)
     n_pois = torch.where(gray, pg, pc) / levels * pscale

@@ -42,6 +42,7 @@ from ..refiner import Refiner
 from ..weights import save_weights
 from .damage_fit import CLIP, DAMAGED_FAMILIES, hr_clips, make_clip
 from .dataset import PhotoBank
+from .degrade import luma
 from .losses import PixelDiscriminator, pattern_loss
 from .metrics import psnr_y
 from .realinput import to_float, to_u8
@@ -115,17 +116,12 @@ def _float(t: torch.Tensor) -> torch.Tensor:
     return t.float() / 255
 
 
-def _luma3(x: torch.Tensor) -> torch.Tensor:
-    """Rec. 601 luma in all three channels (what a luma-only discriminator sees)."""
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand(-1, 3, -1, -1)
-
-
 def edge_map(x: torch.Tensor, step: float) -> torch.Tensor:
     """N x 1 x H x W in [0, 1]: where `x` has an edge, its luma gradient over `step` (a luma step a
     pixel that counts fully), spread to the 3 x 3 neighbourhood."""
-    luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    gy = F.pad(luma[..., 1:, :] - luma[..., :-1, :], (0, 0, 0, 1)).abs()
-    gx = F.pad(luma[..., :, 1:] - luma[..., :, :-1], (0, 1, 0, 0)).abs()
+    lum = luma(x)
+    gy = F.pad(lum[..., 1:, :] - lum[..., :-1, :], (0, 0, 0, 1)).abs()
+    gx = F.pad(lum[..., :, 1:] - lum[..., :, :-1], (0, 1, 0, 0)).abs()
     return F.max_pool2d(torch.maximum(gx, gy) / step, 3, 1, 1).clamp(0, 1)
 
 
@@ -173,6 +169,8 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     disc = PixelDiscriminator().to(device) if adv_weight > 0 else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99)) if disc else None
+    # on luma alone: all three channels the same, so its push cannot tint edges
+    judge = (lambda z: disc(luma(z).expand(-1, 3, -1, -1))) if adv_luma else disc
     g = torch.Generator().manual_seed(seed)
     t0, step, budget = time.time(), 0, minutes * 60
     while (step < steps) if steps is not None else (time.time() - t0 < budget):
@@ -189,11 +187,12 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
             views = [v.transpose(-1, -2) for v in views]
         out = net(views[0], views[1])
         loss = hr_weight * F.l1_loss(out, views[2])
+        t_edges = edge_map(views[3], edge_gate or 0.08) if tt is not None else None
         if tt is not None and teacher_weight > 0:
             if edge_gate > 0 and frac >= ungated:
                 # the teacher's edges, which the refiner does not see (it learns to stay near zero),
                 # or the network's, which it does
-                e = edge_map(views[3] if gate_from == "teacher" else views[0], edge_gate)
+                e = t_edges if gate_from == "teacher" else edge_map(views[0], edge_gate)
                 if blend:  # one target a pixel: L1 pulls every pixel its share of the way
                     loss = loss + teacher_weight * F.l1_loss(out, e * views[3] + (1 - e) * views[0])
                 else:  # each term its L1: a pixel goes to the teacher where e > 0.5, else stays
@@ -207,13 +206,12 @@ def train_refiner(bank: dict, channels: int = 32, blocks: int = 4, minutes: floa
             # non-saturating GAN; the discriminator's step on this batch before the refiner's
             if adv_target == "teacher":
                 real = views[3]
-                w = F.avg_pool2d(edge_map(real, edge_gate or 0.08), 4)  # a weight per logit (4 px)
+                w = F.avg_pool2d(t_edges, 4)  # a weight per logit (4 px)
 
                 def avg(z: torch.Tensor) -> torch.Tensor:
                     return (z * w).sum() / w.sum().clamp_min(1e-6)
             else:
                 real, avg = views[2], torch.mean
-            judge = (lambda z: disc(_luma3(z))) if adv_luma else disc
             d_loss = avg(F.softplus(-judge(real))) + avg(F.softplus(judge(out.detach())))
             opt_d.zero_grad()
             d_loss.backward()
